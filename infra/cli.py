@@ -1,0 +1,210 @@
+"""`infra`: render, diff, deploy, destroy and inspect one environment's stack."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from infra.aws import AwsClients
+from infra.blueprints import FleetBlueprint
+from infra.checks import verify_template
+from infra.deploy import DeployOutcome, OperationFailedError, deploy, destroy, diff
+from infra.environment import Environment, load_environment
+from infra.errors import InfraError
+from infra.stacks import ChangeSetPlan, StackEvent, StackState
+from infra.status import read_status
+from infra.views import event_line, plan_table, status_tables
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(exc: InfraError) -> None:
+    if isinstance(exc, OperationFailedError):
+        if exc.failed_events:
+            table = Table(title="failed events")
+            table.add_column("resource")
+            table.add_column("status")
+            table.add_column("reason")
+            for event in exc.failed_events:
+                table.add_row(event.logical_id, event.status, event.reason)
+            errors.print(table)
+    errors.print(f"[red]error:[/] {exc}", soft_wrap=True)
+    sys.exit(exc.exit_code)
+
+
+def reports_errors(command: F) -> F:
+    """Our errors become one red line on stderr and the error's exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except InfraError as exc:
+            _fail(exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+env_option = click.option(
+    "--env",
+    "env_ref",
+    required=True,
+    metavar="ENV",
+    help="Environment name (infra/environments/ENV.toml) or path to a .toml file.",
+)
+yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _load(env_ref: str) -> Environment:
+    return load_environment(env_ref)
+
+
+def _print_event(event: StackEvent) -> None:
+    console.print(event_line(event))
+
+
+@click.group()
+@click.version_option(package_name="fleetkit")
+def main() -> None:
+    """Deploy and inspect fleetkit's CloudFormation stack for one environment."""
+
+
+@main.command()
+@env_option
+@click.option("--format", "fmt", type=click.Choice(["json", "yaml"]), default="json")
+@reports_errors
+def render(env_ref: str, fmt: str) -> None:
+    """Print the CloudFormation template to stdout."""
+    env = _load(env_ref)
+    click.echo(FleetBlueprint(env).render(fmt), nl=False)
+
+
+@main.command()
+@env_option
+@reports_errors
+def validate(env_ref: str) -> None:
+    """Run our template rules and cfn-lint; no AWS calls."""
+    env = _load(env_ref)
+    blueprint = FleetBlueprint(env)
+    verify_template(blueprint.to_dict(), blueprint.body(), env)
+    console.print(f"{env.stack}: template passes our rules and cfn-lint")
+
+
+@main.command("diff")
+@env_option
+@json_option
+@reports_errors
+def diff_command(env_ref: str, as_json: bool) -> None:
+    """Show what a deploy would change (the change set is deleted again)."""
+    env = _load(env_ref)
+    plan = diff(env, AwsClients.for_environment(env))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "stack": plan.stack,
+                    "change_type": plan.change_type,
+                    "changes": [vars(c) for c in plan.changes],
+                },
+                indent=2,
+            )
+        )
+    elif plan.empty:
+        console.print(f"{plan.stack}: no changes")
+    else:
+        console.print(plan_table(plan))
+
+
+@main.command("deploy")
+@env_option
+@yes_option
+@reports_errors
+def deploy_command(env_ref: str, yes: bool) -> None:
+    """Create or update the stack through a change set."""
+    env = _load(env_ref)
+
+    def confirm(plan: ChangeSetPlan) -> bool:
+        console.print(plan_table(plan))
+        if yes:
+            return True
+        try:
+            return click.confirm(f"Execute this change set on {plan.stack}?", default=False)
+        except click.Abort:
+            return False
+
+    console.print(f"deploying [bold]{env.stack}[/] ({env.name}, {env.region})")
+    result = deploy(env, AwsClients.for_environment(env), confirm=confirm, on_event=_print_event)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if result.outcome is DeployOutcome.NO_CHANGES:
+        console.print(f"{env.stack}: no changes")
+        return
+    if result.outcome is DeployOutcome.DECLINED:
+        errors.print(f"{env.stack}: not deployed; the change set was deleted")
+        sys.exit(1)
+    assert result.state is not None
+    console.print(f"[green]{env.stack}: {result.state.status}[/]")
+    fleet = read_status(env, AwsClients.for_environment(env))
+    if fleet is not None:
+        status_tables(console, fleet)
+
+
+@main.command("destroy")
+@env_option
+@yes_option
+@reports_errors
+def destroy_command(env_ref: str, yes: bool) -> None:
+    """Delete the stack (refused when termination protection is on)."""
+    env = _load(env_ref)
+
+    def confirm(state: StackState) -> bool:
+        if yes:
+            return True
+        try:
+            return click.confirm(
+                f"Delete stack {state.name} ({state.status}) and every instance in it?",
+                default=False,
+            )
+        except click.Abort:
+            return False
+
+    result = destroy(env, AwsClients.for_environment(env), confirm=confirm, on_event=_print_event)
+    if not result.existed:
+        console.print(f"{result.stack}: no such stack, nothing to destroy")
+    elif result.declined:
+        errors.print(f"{result.stack}: not destroyed")
+        sys.exit(1)
+    else:
+        console.print(f"[green]{result.stack}: deleted[/]")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+@main.command()
+@env_option
+@json_option
+@reports_errors
+def status(env_ref: str, as_json: bool) -> None:
+    """Stack state, outputs, and per pool and group: desired, in service, pending."""
+    env = _load(env_ref)
+    fleet = read_status(env, AwsClients.for_environment(env))
+    if fleet is None:
+        if as_json:
+            click.echo(json.dumps({"stack": env.stack, "status": "ABSENT", "groups": []}))
+        else:
+            console.print(f"{env.stack}: not deployed")
+        sys.exit(3)
+    if as_json:
+        click.echo(json.dumps(fleet.as_json(), indent=2))
+    else:
+        status_tables(console, fleet)

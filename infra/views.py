@@ -1,0 +1,77 @@
+"""Rich renderings of plans, events and fleet status for the `infra` CLI."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from infra.stacks import ChangeSetPlan, StackEvent
+from infra.status import FleetStatus
+
+__all__ = ["event_line", "outputs_table", "plan_table", "status_tables"]
+
+_ACTION_STYLE = {"Add": "green", "Modify": "yellow", "Remove": "red"}
+
+
+def plan_table(plan: ChangeSetPlan) -> Table:
+    table = Table(title=f"{plan.stack}: {plan.change_type.lower()} ({len(plan.changes)} changes)")
+    for column in ("action", "resource", "type", "replacement"):
+        table.add_column(column)
+    for change in plan.changes:
+        style = _ACTION_STYLE.get(change.action, "")
+        replacement = change.replacement or "-"
+        if replacement == "True":
+            replacement = "[bold red]True[/]"
+        table.add_row(
+            f"[{style}]{change.action}[/]" if style else change.action,
+            change.logical_id,
+            change.resource_type,
+            replacement,
+        )
+    return table
+
+
+def event_line(event: StackEvent) -> str:
+    style = "red" if event.failed else "green" if event.status.endswith("COMPLETE") else "cyan"
+    reason = f" — {event.reason}" if event.reason else ""
+    return (
+        f"{event.timestamp:%H:%M:%S} [{style}]{event.status:<28}[/] "
+        f"{event.logical_id} ({event.resource_type}){reason}"
+    )
+
+
+def outputs_table(outputs: dict[str, str]) -> Table:
+    table = Table(title="outputs")
+    table.add_column("key")
+    table.add_column("value")
+    for key, value in sorted(outputs.items()):
+        table.add_row(key, value)
+    return table
+
+
+def status_tables(console: Console, status: FleetStatus) -> None:
+    protection = "on" if status.termination_protection else "off"
+    console.print(
+        f"[bold]{status.stack}[/] {status.status}"
+        + (f" ({status.reason})" if status.reason else "")
+        + f", termination protection {protection}"
+    )
+    table = Table(title="groups")
+    for column in ("pool", "capacity", "group"):
+        table.add_column(column, overflow="fold")
+    for column in ("desired", "in service", "pending", "min", "max"):
+        table.add_column(column, justify="right")
+    for group in status.groups:
+        table.add_row(
+            group.pool,
+            group.capacity,
+            group.name,
+            str(group.desired),
+            str(group.in_service),
+            str(group.pending),
+            str(group.min_size),
+            str(group.max_size),
+        )
+    console.print(table)
+    if status.outputs:
+        console.print(outputs_table(status.outputs))
