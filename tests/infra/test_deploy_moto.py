@@ -1,0 +1,156 @@
+"""End to end: the real `infra` CLI in a subprocess against the moto HTTP server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from infra.environment import ENVIRONMENTS_DIR
+
+pytestmark = pytest.mark.e2e
+
+INFRA = [sys.executable, "-m", "infra"]
+
+
+def infra(*args: str, env: dict[str, str], input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*INFRA, *args], env=env, input=input, capture_output=True, text=True, timeout=300
+    )
+
+
+def local_copy(tmp_path: Path, **replacements: str) -> Path:
+    """The shipped `local` environment under the same name, with some text replaced."""
+    text = 'name = "local"\n' + (ENVIRONMENTS_DIR / "local.toml").read_text()
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "local.toml"
+    path.write_text(text)
+    return path
+
+
+def fleet_groups(stack: str) -> dict[str, dict[str, Any]]:
+    cf = boto3.client("cloudformation", region_name="us-east-1")
+    names = [
+        r["PhysicalResourceId"]
+        for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]
+        if r["ResourceType"] == "AWS::AutoScaling::AutoScalingGroup"
+    ]
+    asg = boto3.client("autoscaling", region_name="us-east-1")
+    groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=names)["AutoScalingGroups"]
+    return {
+        "/".join((tags["fleetkit:pool"], tags["fleetkit:capacity"])): {**g, "tags": tags}
+        for g in groups
+        for tags in [{t["Key"]: t["Value"] for t in g["Tags"]}]
+    }
+
+
+def test_deploy_redeploy_update_destroy(aws: str, cli_env: dict[str, str], tmp_path: Path) -> None:
+    created = infra("deploy", "--env", "local", "--yes", env=cli_env)
+    assert created.returncode == 0, created.stderr
+    assert "CREATE_COMPLETE" in created.stdout
+    cf = boto3.client("cloudformation", region_name="us-east-1")
+    assert cf.describe_stacks(StackName="fleetkit-local")["Stacks"][0]["StackStatus"] == (
+        "CREATE_COMPLETE"
+    )
+
+    groups = fleet_groups("fleetkit-local")
+    assert set(groups) == {"workers/spot", "workers/on-demand", "autoscaler/on-demand"}
+    for key, group in groups.items():
+        assert group["tags"]["fleetkit:env"] == "local", key
+        assert all(t["PropagateAtLaunch"] for t in group["Tags"] if t["Key"].startswith("fleetkit:"))
+    assert groups["workers/spot"]["MaxSize"] == 20
+    assert groups["workers/on-demand"]["MaxSize"] == 5
+    assert groups["workers/on-demand"]["DesiredCapacity"] == 0
+    assert groups["autoscaler/on-demand"]["DesiredCapacity"] == 1
+
+    # The autoscaler's instance really runs, and carries the tags too.
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    reservations = ec2.describe_instances(
+        Filters=[{"Name": "tag:fleetkit:env", "Values": ["local"]}]
+    )["Reservations"]
+    instances = [i for r in reservations for i in r["Instances"]]
+    assert len(instances) == 1
+    tags = {t["Key"]: t["Value"] for t in instances[0]["Tags"]}
+    assert tags["fleetkit:pool"] == "autoscaler"
+    assert tags["fleetkit:capacity"] == "on-demand"
+
+    again = infra("deploy", "--env", "local", "--yes", env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert "no changes" in again.stdout
+    assert "UPDATE" not in again.stdout
+
+    changed = local_copy(tmp_path, **{"max_size = 20": "max_size = 30"})
+    preview = infra("diff", "--env", str(changed), "--json", env=cli_env)
+    assert preview.returncode == 0, preview.stderr
+    changes = json.loads(preview.stdout)["changes"]
+    assert {c["logical_id"] for c in changes} == {"WorkersSpotGroup"}
+    assert changes[0]["action"] == "Modify"
+    # diff deletes its change set: nothing is left waiting to be executed.
+    pending = [
+        c
+        for c in cf.list_change_sets(StackName="fleetkit-local")["Summaries"]
+        if c.get("ExecutionStatus") == "AVAILABLE"
+    ]
+    assert pending == []
+
+    updated = infra("deploy", "--env", str(changed), "--yes", env=cli_env)
+    assert updated.returncode == 0, updated.stderr
+    assert "UPDATE_COMPLETE" in updated.stdout
+    assert fleet_groups("fleetkit-local")["workers/spot"]["MaxSize"] == 30
+
+    status = infra("status", "--env", str(changed), "--json", env=cli_env)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["status"] == "UPDATE_COMPLETE"
+    spot = next(g for g in report["groups"] if g["capacity"] == "spot")
+    assert (spot["pool"], spot["max_size"], spot["desired"]) == ("workers", 30, 0)
+    autoscaler = next(g for g in report["groups"] if g["pool"] == "autoscaler")
+    assert (autoscaler["desired"], autoscaler["in_service"]) == (1, 1)
+
+    destroyed = infra("destroy", "--env", "local", "--yes", env=cli_env)
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert "deleted" in destroyed.stdout
+    assert [s for s in cf.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"] == []
+    gone = infra("status", "--env", "local", env=cli_env)
+    assert gone.returncode == 3
+    assert "not deployed" in gone.stdout
+
+
+def test_deploy_does_not_reset_live_capacity(aws: str, cli_env: dict[str, str], tmp_path: Path) -> None:
+    assert infra("deploy", "--env", "local", "--yes", env=cli_env).returncode == 0
+    spot = fleet_groups("fleetkit-local")["workers/spot"]["AutoScalingGroupName"]
+    asg = boto3.client("autoscaling", region_name="us-east-1")
+    asg.set_desired_capacity(AutoScalingGroupName=spot, DesiredCapacity=7)
+
+    changed = local_copy(tmp_path, **{"max_size = 5": "max_size = 6"})
+    assert infra("deploy", "--env", str(changed), "--yes", env=cli_env).returncode == 0
+    groups = fleet_groups("fleetkit-local")
+    assert groups["workers/on-demand"]["MaxSize"] == 6
+    assert groups["workers/spot"]["DesiredCapacity"] == 7
+
+
+def test_declined_deploy_leaves_nothing(aws: str, cli_env: dict[str, str]) -> None:
+    declined = infra("deploy", "--env", "local", env=cli_env, input="n\n")
+    assert declined.returncode == 1
+    assert "not deployed" in declined.stderr
+    cf = boto3.client("cloudformation", region_name="us-east-1")
+    live = [s for s in cf.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    assert live == []
+
+
+def test_invalid_environment_touches_nothing(aws: str, cli_env: dict[str, str], tmp_path: Path) -> None:
+    broken = local_copy(tmp_path, **{"min_size = 0": "min_size = 50"})
+    result = infra("deploy", "--env", str(broken), "--yes", env=cli_env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert str(broken) in lines[0] and "pools.workers" in lines[0] and "min_size 50" in lines[0]
+    cf = boto3.client("cloudformation", region_name="us-east-1")
+    assert cf.list_stacks()["StackSummaries"] == []
