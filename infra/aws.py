@@ -85,7 +85,10 @@ class AwsClients:
     def client(self, service: str) -> Any:
         if service not in self._clients:
             with aws_errors(f"creating the {service} client"):
-                self._clients[service] = self.session.client(service, config=RETRY_CONFIG)
+                # service is a runtime string: the stubs only type literal names.
+                self._clients[service] = self.session.client(  # type: ignore[call-overload]
+                    service, config=RETRY_CONFIG
+                )
         return self._clients[service]
 
     def use(self, service: str, client: Any) -> None:

@@ -147,8 +147,10 @@ def verify_template(document: dict[str, Any], body: str, env: Environment) -> No
         raise TemplateError(problems)
     if len(body.encode()) > TEMPLATE_BODY_LIMIT:
         raise TemplateError(
-            [f"template is {len(body.encode())} bytes, above CloudFormation's inline limit "
-             f"of {TEMPLATE_BODY_LIMIT}; split pools across environments"]
+            [
+                f"template is {len(body.encode())} bytes, above CloudFormation's inline limit "
+                f"of {TEMPLATE_BODY_LIMIT}; split pools across environments"
+            ]
         )
     findings = lint_template(body, env.region)
     if findings:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 from rich.console import Console
@@ -22,21 +23,26 @@ from infra.stacks import ChangeSetPlan, StackEvent, StackState
 from infra.status import read_status
 from infra.views import event_line, plan_table, status_tables
 
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+
+def _width(stream: TextIO) -> int | None:
+    """Terminals report their width; piped output (logs, CI, make) gets room for group names."""
+    return None if stream.isatty() else int(os.environ.get("COLUMNS") or 0) or 160
+
+
+console = Console(highlight=False, width=_width(sys.stdout))
+errors = Console(stderr=True, highlight=False, width=_width(sys.stderr))
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(exc: InfraError) -> None:
-    if isinstance(exc, OperationFailedError):
-        if exc.failed_events:
-            table = Table(title="failed events")
-            table.add_column("resource")
-            table.add_column("status")
-            table.add_column("reason")
-            for event in exc.failed_events:
-                table.add_row(event.logical_id, event.status, event.reason)
-            errors.print(table)
+    if isinstance(exc, OperationFailedError) and exc.failed_events:
+        table = Table(title="failed events")
+        table.add_column("resource")
+        table.add_column("status")
+        table.add_column("reason")
+        for event in exc.failed_events:
+            table.add_row(event.logical_id, event.status, event.reason)
+        errors.print(table)
     errors.print(f"[red]error:[/] {exc}", soft_wrap=True)
     sys.exit(exc.exit_code)
 

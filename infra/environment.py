@@ -1,4 +1,4 @@
-"""Environment files: `infra/environments/<name>.toml`, one pydantic model, unknown keys rejected."""
+"""Environment files (`infra/environments/<name>.toml`): one pydantic model, no unknown keys."""
 
 from __future__ import annotations
 
@@ -75,9 +75,10 @@ class RedisSettings(_Model):
 class NetworkSettings(_Model):
     """Subnets for every group; `"default"` means the default VPC's subnets, resolved at deploy."""
 
-    subnets: Literal["default"] | Annotated[
-        list[Annotated[str, Field(pattern=_SUBNET)]], Field(min_length=1)
-    ] = "default"
+    subnets: (
+        Literal["default"]
+        | Annotated[list[Annotated[str, Field(pattern=_SUBNET)]], Field(min_length=1)]
+    ) = "default"
     ssh_cidr: str | None = Field(default=None, pattern=_CIDR)
 
 

@@ -156,7 +156,9 @@ class CloudFormationStacks:
                 ChangeSetName=plan.name,
                 ChangeSetType=plan.change_type,
                 TemplateBody=body,
-                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+                Parameters=[
+                    {"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()
+                ],
                 Capabilities=["CAPABILITY_IAM"],
                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
             )
@@ -204,7 +206,7 @@ class CloudFormationStacks:
                 return
 
     def discard(self, plan: ChangeSetPlan) -> None:
-        """Delete a change set; for a never-created stack, the empty REVIEW_IN_PROGRESS stack too."""
+        """Delete a change set, and the empty REVIEW_IN_PROGRESS stack a declined create leaves."""
         with aws_errors(f"deleting change set {plan.name}"):
             self.client.delete_change_set(StackName=plan.stack, ChangeSetName=plan.name)
             if plan.change_type == "CREATE":
@@ -234,9 +236,7 @@ class CloudFormationStacks:
         events: list[StackEvent] = []
         with aws_errors(f"reading events of {stack}"):
             try:
-                pages = self.client.get_paginator("describe_stack_events").paginate(
-                    StackName=stack
-                )
+                pages = self.client.get_paginator("describe_stack_events").paginate(StackName=stack)
                 for page in pages:
                     for raw in page["StackEvents"]:
                         events.append(
@@ -295,9 +295,7 @@ class CloudFormationStacks:
         """
         found: dict[str, str] = {}
         with aws_errors(f"listing resources of {stack}"):
-            for page in self.client.get_paginator("list_stack_resources").paginate(
-                StackName=stack
-            ):
+            for page in self.client.get_paginator("list_stack_resources").paginate(StackName=stack):
                 for summary in page["StackResourceSummaries"]:
                     if summary["ResourceType"] == resource_type and summary.get(
                         "PhysicalResourceId"

@@ -57,20 +57,21 @@ def status_tables(console: Console, status: FleetStatus) -> None:
         + f", termination protection {protection}"
     )
     table = Table(title="groups")
-    for column in ("pool", "capacity", "group"):
-        table.add_column(column, overflow="fold")
+    table.add_column("pool", no_wrap=True)
+    table.add_column("capacity", no_wrap=True)
     for column in ("desired", "in service", "pending", "min", "max"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("group", overflow="fold")
     for group in status.groups:
         table.add_row(
             group.pool,
             group.capacity,
-            group.name,
             str(group.desired),
             str(group.in_service),
             str(group.pending),
             str(group.min_size),
             str(group.max_size),
+            group.name,
         )
     console.print(table)
     if status.outputs:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from troposphere import Parameter, Sub, Template
 
 __all__ = [
-        "LAUNCHING_HOOK",
+    "LAUNCHING_HOOK",
     "ROLE_AUTOSCALER",
     "ROLE_WORKER",
     "SUBNETS_PARAMETER",

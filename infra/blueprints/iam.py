@@ -87,9 +87,7 @@ def _identity(
             ],
         )
     )
-    profile = template.add_resource(
-        InstanceProfile(f"{logical}InstanceProfile", Roles=[Ref(role)])
-    )
+    profile = template.add_resource(InstanceProfile(f"{logical}InstanceProfile", Roles=[Ref(role)]))
     template.add_output(Output(f"{logical}RoleArn", Value=GetAtt(role, "Arn")))
     return InstanceIdentity(role, profile)
 

@@ -17,8 +17,8 @@ from troposphere.autoscaling import (
     LifecycleHookSpecification,
     MixedInstancesPolicy,
 )
-from troposphere.autoscaling import EBSBlockDevice as LcBlockDevice
 from troposphere.autoscaling import BlockDeviceMapping as LcBlockDeviceMapping
+from troposphere.autoscaling import EBSBlockDevice as LcBlockDevice
 from troposphere.autoscaling import LaunchTemplate as GroupLaunchTemplate
 from troposphere.autoscaling import MetadataOptions as LcMetadataOptions
 from troposphere.ec2 import (
@@ -95,9 +95,7 @@ def imdsv2_template_data(
             )
         ],
         UserData=user_data,
-        TagSpecifications=[
-            TagSpecifications(ResourceType="volume", Tags=Ec2Tags({TAG_ENV: env}))
-        ],
+        TagSpecifications=[TagSpecifications(ResourceType="volume", Tags=Ec2Tags({TAG_ENV: env}))],
     )
     if instance_type:
         data.InstanceType = instance_type

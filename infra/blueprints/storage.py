@@ -61,9 +61,7 @@ def add_artifact_bucket(template: Template, env: Environment) -> object:
                     LifecycleRule(
                         Id="expire-replaced-artifacts",
                         Status="Enabled",
-                        NoncurrentVersionExpiration=NoncurrentVersionExpiration(
-                            NoncurrentDays=90
-                        ),
+                        NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=90),
                     )
                 ]
             ),

@@ -29,5 +29,7 @@ def pointer_user_data(
     *, env: str, pool: str, role: str, stack: str, region: str, bucket: object, prefix: str
 ) -> AWSHelperFn:
     """Base64 user data for one pool's (or the autoscaler's) launch template."""
-    script = _SCRIPT.format(env=env, pool=pool, role=role, stack=stack, region=region, prefix=prefix)
+    script = _SCRIPT.format(
+        env=env, pool=pool, role=role, stack=stack, region=region, prefix=prefix
+    )
     return Base64(Sub(script, Bucket=bucket))

@@ -127,8 +127,11 @@ def test_launch_template_imdsv2_encrypted_gp3_pointer_user_data() -> None:
 @pytest.mark.parametrize(
     ("changes", "key", "expected"),
     [
-        ({"spot": {"allocation_strategy": "capacity-optimized"}}, "SpotAllocationStrategy",
-         "capacity-optimized"),
+        (
+            {"spot": {"allocation_strategy": "capacity-optimized"}},
+            "SpotAllocationStrategy",
+            "capacity-optimized",
+        ),
         ({"spot": {"max_price": "0.042"}}, "SpotMaxPrice", "0.042"),
     ],
     ids=["allocation-strategy", "bid"],
@@ -179,8 +182,13 @@ def test_security_group_ingress_only_with_ssh_cidr() -> None:
     raw["network"]["ssh_cidr"] = "10.1.0.0/16"
     opened = rendered(Environment.model_validate(raw))["Resources"]["InstanceSecurityGroup"]
     assert opened["Properties"]["SecurityGroupIngress"] == [
-        {"CidrIp": "10.1.0.0/16", "Description": "SSH for fabric-run cookbooks",
-         "FromPort": 22, "IpProtocol": "tcp", "ToPort": 22}
+        {
+            "CidrIp": "10.1.0.0/16",
+            "Description": "SSH for fabric-run cookbooks",
+            "FromPort": 22,
+            "IpProtocol": "tcp",
+            "ToPort": 22,
+        }
     ]
 
 

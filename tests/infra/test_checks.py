@@ -58,25 +58,56 @@ def legacy_spot_fallback(doc: dict[str, Any]) -> None:
 
 
 CASES: list[tuple[str, Callable[[], Environment], Mutation, str]] = [
-    ("spot-launch-template-in-mixed-policy", environment, spot_in_launch_template,
-     "WorkersSpotGroup: launch template WorkersLaunchTemplate requests spot"),
-    ("min-above-max", environment, min_above_max, "WorkersSpotGroup: MinSize 501 is above MaxSize 500"),
-    ("latest-version", environment, latest_version, "launch template version '$Latest' is not allowed"),
-    ("latest-version-plain", environment, latest_version_plain_group,
-     "AutoscalerGroup: launch template version '$Latest'"),
+    (
+        "spot-launch-template-in-mixed-policy",
+        environment,
+        spot_in_launch_template,
+        "WorkersSpotGroup: launch template WorkersLaunchTemplate requests spot",
+    ),
+    (
+        "min-above-max",
+        environment,
+        min_above_max,
+        "WorkersSpotGroup: MinSize 501 is above MaxSize 500",
+    ),
+    (
+        "latest-version",
+        environment,
+        latest_version,
+        "launch template version '$Latest' is not allowed",
+    ),
+    (
+        "latest-version-plain",
+        environment,
+        latest_version_plain_group,
+        "AutoscalerGroup: launch template version '$Latest'",
+    ),
     ("desired-capacity", environment, desired_capacity, "DesiredCapacity is set"),
-    ("spot-group-defaults-to-on-demand", environment, on_demand_spot_group,
-     "OnDemandPercentageAboveBaseCapacity 100"),
-    ("legacy-missing-spot-price", legacy, legacy_missing_spot_price,
-     "WorkersSpotLaunchConfiguration has no SpotPrice; bid 0.05"),
+    (
+        "spot-group-defaults-to-on-demand",
+        environment,
+        on_demand_spot_group,
+        "OnDemandPercentageAboveBaseCapacity 100",
+    ),
+    (
+        "legacy-missing-spot-price",
+        legacy,
+        legacy_missing_spot_price,
+        "WorkersSpotLaunchConfiguration has no SpotPrice; bid 0.05",
+    ),
     ("legacy-wrong-spot-price", legacy, legacy_wrong_spot_price, "SpotPrice 0.9 != bid 0.05"),
-    ("legacy-spot-fallback", legacy, legacy_spot_fallback,
-     "on-demand fallback group uses WorkersOnDemandLaunchConfiguration, which bids for spot"),
+    (
+        "legacy-spot-fallback",
+        legacy,
+        legacy_spot_fallback,
+        "on-demand fallback group uses WorkersOnDemandLaunchConfiguration, which bids for spot",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("make_env", "mutate", "expected"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("make_env", "mutate", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_rule_catches_broken_template(
     make_env: Callable[[], Environment], mutate: Mutation, expected: str
 ) -> None:
@@ -97,7 +128,9 @@ def test_verify_refuses_broken_template_before_anything_else() -> None:
         verify_template(document, FleetBlueprint(env).body(), env)
 
 
-MATRIX = [(name, mode) for name in ("local", "staging", "prod") for mode in ("template", "configuration")]
+MATRIX = [
+    (name, mode) for name in ("local", "staging", "prod") for mode in ("template", "configuration")
+]
 
 
 @pytest.mark.parametrize(("name", "mode"), MATRIX, ids=[f"{n}-{m}" for n, m in MATRIX])

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.e2e
 INFRA = [sys.executable, "-m", "infra"]
 
 
-def infra(*args: str, env: dict[str, str], input: str | None = None) -> subprocess.CompletedProcess[str]:
+def infra(
+    *args: str, env: dict[str, str], input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*INFRA, *args], env=env, input=input, capture_output=True, text=True, timeout=300
     )
@@ -64,7 +66,9 @@ def test_deploy_redeploy_update_destroy(aws: str, cli_env: dict[str, str], tmp_p
     assert set(groups) == {"workers/spot", "workers/on-demand", "autoscaler/on-demand"}
     for key, group in groups.items():
         assert group["tags"]["fleetkit:env"] == "local", key
-        assert all(t["PropagateAtLaunch"] for t in group["Tags"] if t["Key"].startswith("fleetkit:"))
+        assert all(
+            t["PropagateAtLaunch"] for t in group["Tags"] if t["Key"].startswith("fleetkit:")
+        )
     assert groups["workers/spot"]["MaxSize"] == 20
     assert groups["workers/on-demand"]["MaxSize"] == 5
     assert groups["workers/on-demand"]["DesiredCapacity"] == 0
@@ -117,13 +121,17 @@ def test_deploy_redeploy_update_destroy(aws: str, cli_env: dict[str, str], tmp_p
     destroyed = infra("destroy", "--env", "local", "--yes", env=cli_env)
     assert destroyed.returncode == 0, destroyed.stderr
     assert "deleted" in destroyed.stdout
-    assert [s for s in cf.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"] == []
+    assert [
+        s for s in cf.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"
+    ] == []
     gone = infra("status", "--env", "local", env=cli_env)
     assert gone.returncode == 3
     assert "not deployed" in gone.stdout
 
 
-def test_deploy_does_not_reset_live_capacity(aws: str, cli_env: dict[str, str], tmp_path: Path) -> None:
+def test_deploy_does_not_reset_live_capacity(
+    aws: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
     assert infra("deploy", "--env", "local", "--yes", env=cli_env).returncode == 0
     spot = fleet_groups("fleetkit-local")["workers/spot"]["AutoScalingGroupName"]
     asg = boto3.client("autoscaling", region_name="us-east-1")
@@ -145,7 +153,9 @@ def test_declined_deploy_leaves_nothing(aws: str, cli_env: dict[str, str]) -> No
     assert live == []
 
 
-def test_invalid_environment_touches_nothing(aws: str, cli_env: dict[str, str], tmp_path: Path) -> None:
+def test_invalid_environment_touches_nothing(
+    aws: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
     broken = local_copy(tmp_path, **{"min_size = 0": "min_size = 50"})
     result = infra("deploy", "--env", str(broken), "--yes", env=cli_env)
     assert result.returncode == 2

@@ -66,33 +66,58 @@ def test_env_by_path_and_defaults(tmp_path: Path) -> None:
 
 BAD_CASES = [
     ("unknown-top-key", VALID + 'colour = "blue"\n', "colour: unknown key"),
-    ("unknown-pool-key", VALID.replace("max_size = 10", "max_size = 10\nmax_szie = 3"),
-     "pools.workers.max_szie: unknown key"),
-    ("min-above-max", VALID.replace("max_size = 10", "max_size = 10\nmin_size = 11"),
-     "pools.workers: min_size 11 is above max_size 10"),
-    ("negative-max", VALID.replace("max_size = 10", "max_size = -1"),
-     "pools.workers.max_size: Input should be greater than or equal to 0 (got -1)"),
-    ("bad-strategy", VALID + '[pools.workers.spot]\nallocation_strategy = "cheapest"\n',
-     "pools.workers.spot.allocation_strategy"),
+    (
+        "unknown-pool-key",
+        VALID.replace("max_size = 10", "max_size = 10\nmax_szie = 3"),
+        "pools.workers.max_szie: unknown key",
+    ),
+    (
+        "min-above-max",
+        VALID.replace("max_size = 10", "max_size = 10\nmin_size = 11"),
+        "pools.workers: min_size 11 is above max_size 10",
+    ),
+    (
+        "negative-max",
+        VALID.replace("max_size = 10", "max_size = -1"),
+        "pools.workers.max_size: Input should be greater than or equal to 0 (got -1)",
+    ),
+    (
+        "bad-strategy",
+        VALID + '[pools.workers.spot]\nallocation_strategy = "cheapest"\n',
+        "pools.workers.spot.allocation_strategy",
+    ),
     ("no-queues", VALID.replace('queues = ["default"]', "queues = []"), "pools.workers.queues"),
     ("bad-ami", VALID.replace("ami-0123456789abcdef0", "ubuntu"), "pools.workers.ami"),
     ("bad-type", VALID.replace("m5.large", "large"), "pools.workers.instance_types.0"),
     ("dup-types", VALID.replace('"m6i.large"', '"m5.large"'), "instance types must be unique"),
-    ("legacy-needs-bid", VALID.replace("max_size = 10", 'max_size = 10\nlaunch_mode = "configuration"'),
-     "launch_mode 'configuration' needs spot.max_price"),
-    ("both-redis", VALID.replace('[redis]\n', '[redis]\nssm_parameter = "/x/y"\n'),
-     "redis: set either url or ssm_parameter, not both"),
+    (
+        "legacy-needs-bid",
+        VALID.replace("max_size = 10", 'max_size = 10\nlaunch_mode = "configuration"'),
+        "launch_mode 'configuration' needs spot.max_price",
+    ),
+    (
+        "both-redis",
+        VALID.replace("[redis]\n", '[redis]\nssm_parameter = "/x/y"\n'),
+        "redis: set either url or ssm_parameter, not both",
+    ),
     ("bad-subnet", VALID + '[network]\nsubnets = ["sub-1"]\n', "network.subnets"),
     ("bad-cidr", VALID + '[network]\nssh_cidr = "everyone"\n', "network.ssh_cidr"),
-    ("reserved-pool", VALID.replace("[pools.workers]", "[pools.autoscaler]"),
-     "pool name 'autoscaler' is reserved"),
+    (
+        "reserved-pool",
+        VALID.replace("[pools.workers]", "[pools.autoscaler]"),
+        "pool name 'autoscaler' is reserved",
+    ),
     ("no-region", VALID.replace('region = "eu-west-1"', ""), "region: Field required"),
     ("bad-toml", VALID + "[pools\n", "invalid TOML"),
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
-def test_invalid_file_is_one_line_naming_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
+)
+def test_invalid_file_is_one_line_naming_file_and_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_environment(str(path))
