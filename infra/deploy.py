@@ -29,6 +29,18 @@ __all__ = [
 ]
 
 _SUCCESS = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+# What an operator does next, per failed stack state.
+_RECOVERY = {
+    "ROLLBACK_COMPLETE": "its creation failed and it holds nothing: `infra destroy --env {env}`, "
+    "then deploy again",
+    "ROLLBACK_FAILED": "its creation failed and the rollback did too: `infra destroy --env {env}` "
+    "(resources CloudFormation cannot delete are then listed), then deploy again",
+    "DELETE_FAILED": "a delete did not finish: run `infra destroy --env {env}` again",
+    "UPDATE_ROLLBACK_FAILED": "an update's rollback failed: `aws cloudformation "
+    "continue-update-rollback --stack-name {stack}` (skip resources that cannot roll back), "
+    "then deploy again",
+    "*": "fix it in the CloudFormation console, then deploy again",
+}
 
 
 class DeployOutcome(StrEnum):
@@ -88,12 +100,7 @@ def _usable(env: Environment, state: StackState | None) -> bool:
             f"stack {state.name} is {state.status}; wait for it to finish (infra status)"
         )
     if state.phase is StackPhase.FAILED:
-        hint = (
-            f"its creation failed and it holds nothing: `infra destroy --env {env.name}`, "
-            "then deploy again"
-            if state.status == "ROLLBACK_COMPLETE"
-            else "fix it in the CloudFormation console (continue or cancel the rollback)"
-        )
+        hint = _RECOVERY.get(state.status, _RECOVERY["*"]).format(env=env.name, stack=state.name)
         raise StackError(f"stack {state.name} is {state.status}: {hint}")
     return True
 
@@ -140,7 +147,8 @@ def deploy(
     if not confirm(plan):
         stacks.discard(plan)
         return DeployResult(DeployOutcome.DECLINED, plan, stacks.describe(env.stack))
-    seen = stacks.event_ids(env.stack) if plan.change_type == "UPDATE" else set()
+    # A new stack already has events (its REVIEW_IN_PROGRESS from the change set): skip those too.
+    seen = stacks.event_ids(env.stack)
     stacks.execute(plan)
     state, events = stacks.wait(env.stack, seen=seen, on_event=on_event)
     if state is None or state.status not in _SUCCESS:

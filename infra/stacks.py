@@ -4,6 +4,7 @@ CloudFormation live here; callers get our dataclasses and errors.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from infra.aws import aws_errors, error_code
-from infra.errors import StackBusyError, StackError
+from infra.errors import InfraError, StackBusyError, StackError
 
 __all__ = [
     "Change",
@@ -162,15 +163,24 @@ class CloudFormationStacks:
                 Capabilities=["CAPABILITY_IAM"],
                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
             )
-        described = self._wait_for_change_set(plan)
-        status, reason = described["Status"], described.get("StatusReason") or ""
-        if status == "FAILED":
-            if any(phrase in reason for phrase in _NO_CHANGE_REASONS):
+        try:
+            described = self._wait_for_change_set(plan)
+            status, reason = described["Status"], described.get("StatusReason") or ""
+            if status == "FAILED" and any(p in reason for p in _NO_CHANGE_REASONS):
                 return plan
-            self.discard(plan)
-            raise StackError(f"change set for {stack} failed: {reason}")
-        plan.changes = list(self._changes(plan))
+            if status == "FAILED":
+                raise StackError(f"change set for {stack} failed: {reason}")
+            plan.changes = list(self._changes(plan))
+        except BaseException:
+            # Never leave a change set (or an empty REVIEW_IN_PROGRESS stack) behind.
+            self._discard_quietly(plan)
+            raise
         return plan
+
+    def _discard_quietly(self, plan: ChangeSetPlan) -> None:
+        # The original error is the one worth reporting.
+        with contextlib.suppress(InfraError):
+            self.discard(plan)
 
     def _wait_for_change_set(self, plan: ChangeSetPlan) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout_seconds

@@ -111,7 +111,9 @@ class Cloud:
             expected_params={"StackName": by or env.stack},
         )
 
-    def events(self, env: Environment, events: list[dict[str, Any]], *, by: str | None = None) -> None:
+    def events(
+        self, env: Environment, events: list[dict[str, Any]], *, by: str | None = None
+    ) -> None:
         # AWS lists stack events newest first.
         ordered = sorted(events, key=lambda e: e["Timestamp"], reverse=True)
         self.cf.add_response(
@@ -141,7 +143,10 @@ class Cloud:
         describe_change_set answer in turn."""
         self.cf.add_response(
             "create_change_set",
-            {"Id": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:changeSet/x/1", "StackId": stack_id(env.stack)},
+            {
+                "Id": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:changeSet/x/1",
+                "StackId": stack_id(env.stack),
+            },
             {
                 "StackName": env.stack,
                 "ChangeSetName": ANY,
@@ -162,7 +167,9 @@ class Cloud:
                 {"StackName": env.stack, "ChangeSetName": ANY},
             )
 
-    def call(self, method: str, env: Environment, response: dict[str, Any] | None = None, **params: Any) -> None:
+    def call(
+        self, method: str, env: Environment, response: dict[str, Any] | None = None, **params: Any
+    ) -> None:
         self.cf.add_response(method, response or {}, {"StackName": env.stack, **params})
 
 
@@ -294,7 +301,10 @@ def test_deploy_with_no_changes_deletes_the_change_set(cloud: Cloud) -> None:
 
 def _update_that_rolls_back(env: Environment, cloud: Cloud) -> dict[str, Any]:
     failing = event(
-        env, "e-fail", 12, "UPDATE_FAILED",
+        env,
+        "e-fail",
+        12,
+        "UPDATE_FAILED",
         logical_id="WorkersSpotGroup",
         resource_type="AWS::AutoScaling::AutoScalingGroup",
         reason=FAILED_REASON,
@@ -302,7 +312,10 @@ def _update_that_rolls_back(env: Environment, cloud: Cloud) -> dict[str, Any]:
     earlier = event(env, "e-old", 0, "UPDATE_COMPLETE")
     started = event(env, "e-start", 10, "UPDATE_IN_PROGRESS", reason="User Initiated")
     rolling = event(
-        env, "e-rollback", 13, "UPDATE_ROLLBACK_IN_PROGRESS",
+        env,
+        "e-rollback",
+        13,
+        "UPDATE_ROLLBACK_IN_PROGRESS",
         reason="The following resource(s) failed to update: [WorkersSpotGroup].",
     )
     done = event(env, "e-done", 30, "UPDATE_ROLLBACK_COMPLETE")
@@ -314,7 +327,8 @@ def _update_that_rolls_back(env: Environment, cloud: Cloud) -> dict[str, Any]:
     cloud.stack(env, "UPDATE_IN_PROGRESS")
     cloud.events(env, [earlier, started])
     cloud.stack(
-        env, "UPDATE_ROLLBACK_COMPLETE",
+        env,
+        "UPDATE_ROLLBACK_COMPLETE",
         StackStatusReason="The following resource(s) failed to update: [WorkersSpotGroup].",
     )
     cloud.events(env, [earlier, started, failing, rolling, done])
@@ -368,37 +382,43 @@ def test_cli_deploy_that_rolls_back_exits_1_with_the_reason(
 def test_create_that_fails_leaves_nothing_running(cloud: Cloud) -> None:
     env = load_environment("local")
     failing = event(
-        env, "c-fail", 5, "CREATE_FAILED",
+        env,
+        "c-fail",
+        5,
+        "CREATE_FAILED",
         logical_id="WorkersSpotGroup",
         resource_type="AWS::AutoScaling::AutoScalingGroup",
         reason=FAILED_REASON,
     )
+    review = event(env, "c-review", 0, "REVIEW_IN_PROGRESS", reason="User Initiated")
     cloud.no_stack(env)
     cloud.network()
     cloud.change_set(env, "CREATE", CREATES, CREATES)
+    # The change set already gave the new stack an event; it is read first so it is not shown.
+    cloud.events(env, [review])
     cloud.call("execute_change_set", env, ChangeSetName=ANY)
     cloud.stack(env, "ROLLBACK_COMPLETE")
     cloud.events(
         env,
         [
-            event(env, "c-review", 0, "REVIEW_IN_PROGRESS", reason="User Initiated"),
+            review,
             event(env, "c-start", 1, "CREATE_IN_PROGRESS", reason="User Initiated"),
             failing,
             event(env, "c-rollback", 6, "ROLLBACK_IN_PROGRESS"),
             event(env, "c-done", 9, "ROLLBACK_COMPLETE"),
         ],
     )
+    reported: list[StackEvent] = []
 
     with pytest.raises(OperationFailedError) as caught:
-        run_deploy(env, cloud)
+        run_deploy(env, cloud, reported)
 
     assert str(caught.value) == (
         "deploy of fleetkit-local failed: stack is ROLLBACK_COMPLETE "
         "(nothing of it is left running)"
     )
     assert [e.event_id for e in caught.value.failed_events] == ["c-fail"]
-    # A CREATE reads no events before executing: there is no stack to read them from.
-    assert "DescribeStackEvents" not in cloud.operations()[: cloud.operations().index("ExecuteChangeSet")]
+    assert [e.event_id for e in reported] == ["c-start", "c-fail", "c-rollback", "c-done"]
     cloud.verify()
 
 
@@ -416,8 +436,34 @@ def test_create_that_fails_leaves_nothing_running(cloud: Cloud) -> None:
             StackBusyError,
             "stack fleetkit-local is UPDATE_IN_PROGRESS; wait for it to finish (infra status)",
         ),
+        (
+            "DELETE_FAILED",
+            StackError,
+            "stack fleetkit-local is DELETE_FAILED: a delete did not finish: run "
+            "`infra destroy --env local` again",
+        ),
+        (
+            "ROLLBACK_FAILED",
+            StackError,
+            "stack fleetkit-local is ROLLBACK_FAILED: its creation failed and the rollback did "
+            "too: `infra destroy --env local` (resources CloudFormation cannot delete are then "
+            "listed), then deploy again",
+        ),
+        (
+            "UPDATE_ROLLBACK_FAILED",
+            StackError,
+            "stack fleetkit-local is UPDATE_ROLLBACK_FAILED: an update's rollback failed: "
+            "`aws cloudformation continue-update-rollback --stack-name fleetkit-local` (skip "
+            "resources that cannot roll back), then deploy again",
+        ),
     ],
-    ids=["rollback-complete-destroy-first", "busy"],
+    ids=[
+        "rollback-complete-destroy-first",
+        "busy",
+        "delete-failed-destroy-again",
+        "rollback-failed-destroy",
+        "update-rollback-failed-continue",
+    ],
 )
 def test_deploy_refuses_a_stack_it_cannot_change(
     cloud: Cloud, status: str, error: type[Exception], message: str
@@ -438,6 +484,7 @@ def _prod_create(env: Environment, cloud: Cloud) -> None:
     cloud.no_stack(env)
     cloud.network()
     cloud.change_set(env, "CREATE", CREATES, CREATES)
+    cloud.events(env, [])
     cloud.call("execute_change_set", env, ChangeSetName=ANY)
     cloud.stack(env, "CREATE_IN_PROGRESS", EnableTerminationProtection=False)
     cloud.events(env, [event(env, "p-start", 1, "CREATE_IN_PROGRESS", reason="User Initiated")])
@@ -559,7 +606,10 @@ def _delete(env: Environment, cloud: Cloud) -> str:
 def test_destroy_that_fails_reports_the_failed_event(cloud: Cloud) -> None:
     env = load_environment("local")
     failing = event(
-        env, "x-fail", 40, "DELETE_FAILED",
+        env,
+        "x-fail",
+        40,
+        "DELETE_FAILED",
         logical_id="ArtifactBucket",
         resource_type="AWS::S3::Bucket",
         reason="The bucket you tried to delete is not empty",

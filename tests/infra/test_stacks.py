@@ -226,7 +226,9 @@ def test_plan_reads_every_page_of_changes(stacks: CloudFormationStacks, stubber:
             "Status": "CREATE_COMPLETE",
             "Changes": [
                 change_entry(
-                    "Modify", "WorkersSpotGroup", "AWS::AutoScaling::AutoScalingGroup",
+                    "Modify",
+                    "WorkersSpotGroup",
+                    "AWS::AutoScaling::AutoScalingGroup",
                     Replacement="Conditional",
                 ),
             ],
@@ -252,12 +254,34 @@ def test_plan_reads_every_page_of_changes(stacks: CloudFormationStacks, stubber:
     stubber.assert_no_pending_responses()
 
 
-def test_change_set_still_pending_after_timeout_raises(stubber: Stubber, cf: Any) -> None:
+def test_change_set_still_pending_after_timeout_raises_and_is_deleted(
+    stubber: Stubber, cf: Any
+) -> None:
     stacks = CloudFormationStacks(cf[0], poll_seconds=0, timeout_seconds=-1, sleep=lambda s: None)
-    expect_create_change_set(stubber, "UPDATE")
+    expect_create_change_set(stubber, "CREATE")
     expect_describe_change_set(stubber, {"Status": "CREATE_IN_PROGRESS"})
+    stubber.add_response("delete_change_set", {}, {"StackName": STACK, "ChangeSetName": ANY})
+    stubber.add_response(
+        "describe_stacks", stack_response("REVIEW_IN_PROGRESS"), {"StackName": STACK}
+    )
+    stubber.add_response("delete_stack", {}, {"StackName": STACK})
 
     with pytest.raises(StackError, match="still CREATE_IN_PROGRESS"):
+        plan(stacks, exists=False)
+    stubber.assert_no_pending_responses()
+
+
+def test_error_while_reading_changes_deletes_the_change_set(
+    stacks: CloudFormationStacks, stubber: Stubber
+) -> None:
+    expect_create_change_set(stubber, "UPDATE")
+    expect_describe_change_set(stubber, {"Status": "CREATE_COMPLETE"})
+    stubber.add_client_error(
+        "describe_change_set", service_error_code="Throttling", service_message="Rate exceeded"
+    )
+    stubber.add_response("delete_change_set", {}, {"StackName": STACK, "ChangeSetName": ANY})
+
+    with pytest.raises(StackError, match="Throttling: Rate exceeded"):
         plan(stacks, exists=True)
     stubber.assert_no_pending_responses()
 
@@ -336,18 +360,28 @@ def test_wait_reports_each_new_event_once_in_timestamp_order(
     old = raw_event("e0", 0, "UPDATE_COMPLETE")
     e1 = raw_event("e1", 10, "UPDATE_IN_PROGRESS", reason="User Initiated")
     e2 = raw_event(
-        "e2", 11, "UPDATE_IN_PROGRESS", logical_id="WorkersSpotGroup",
+        "e2",
+        11,
+        "UPDATE_IN_PROGRESS",
+        logical_id="WorkersSpotGroup",
         resource_type="AWS::AutoScaling::AutoScalingGroup",
     )
     e3 = raw_event(
-        "e3", 20, "UPDATE_COMPLETE", logical_id="WorkersSpotGroup",
+        "e3",
+        20,
+        "UPDATE_COMPLETE",
+        logical_id="WorkersSpotGroup",
         resource_type="AWS::AutoScaling::AutoScalingGroup",
     )
     e4 = raw_event("e4", 21, "UPDATE_COMPLETE")
     # Poll 1: busy; AWS lists events newest first, here over two pages.
-    stubber.add_response("describe_stacks", stack_response("UPDATE_IN_PROGRESS"), {"StackName": STACK})
     stubber.add_response(
-        "describe_stack_events", {"StackEvents": [e2, e1], "NextToken": "more"}, {"StackName": STACK}
+        "describe_stacks", stack_response("UPDATE_IN_PROGRESS"), {"StackName": STACK}
+    )
+    stubber.add_response(
+        "describe_stack_events",
+        {"StackEvents": [e2, e1], "NextToken": "more"},
+        {"StackName": STACK},
     )
     stubber.add_response(
         "describe_stack_events", {"StackEvents": [old]}, {"StackName": STACK, "NextToken": "more"}
@@ -403,7 +437,9 @@ def test_wait_for_a_deleted_stack_polls_by_id_and_ends_at_none(
 
 def test_wait_that_outlasts_its_timeout_raises_busy(cf: Any, stubber: Stubber) -> None:
     stacks = CloudFormationStacks(cf[0], poll_seconds=0, timeout_seconds=-1, sleep=lambda s: None)
-    stubber.add_response("describe_stacks", stack_response("UPDATE_IN_PROGRESS"), {"StackName": STACK})
+    stubber.add_response(
+        "describe_stacks", stack_response("UPDATE_IN_PROGRESS"), {"StackName": STACK}
+    )
     stubber.add_response("describe_stack_events", {"StackEvents": []}, {"StackName": STACK})
 
     with pytest.raises(StackBusyError, match=f"stack {STACK} still UPDATE_IN_PROGRESS"):
