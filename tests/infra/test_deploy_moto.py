@@ -164,3 +164,26 @@ def test_invalid_environment_touches_nothing(
     assert str(broken) in lines[0] and "pools.workers" in lines[0] and "min_size 50" in lines[0]
     cf = boto3.client("cloudformation", region_name="us-east-1")
     assert cf.list_stacks()["StackSummaries"] == []
+
+
+def test_diff_before_and_after_deploy(aws: str, cli_env: dict[str, str]) -> None:
+    first = infra("diff", "--env", "local", env=cli_env)
+    assert first.returncode == 0, first.stderr
+    assert "create (12 changes)" in first.stdout
+    assert "WorkersSpotGroup" in first.stdout and "Add" in first.stdout
+    cf = boto3.client("cloudformation", region_name="us-east-1")
+    # The CREATE change set and its empty REVIEW_IN_PROGRESS stack are both gone again.
+    live = [s for s in cf.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    assert live == []
+
+    assert infra("deploy", "--env", "local", "--yes", env=cli_env).returncode == 0
+    again = infra("diff", "--env", "local", env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert "fleetkit-local: no changes" in again.stdout
+
+
+def test_aws_profile_is_honoured(aws: str, cli_env: dict[str, str]) -> None:
+    result = infra("status", "--env", "local", env={**cli_env, "AWS_PROFILE": "no-such-profile"})
+    assert result.returncode == 1
+    assert "no-such-profile" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
