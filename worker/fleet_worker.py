@@ -1,0 +1,322 @@
+"""rq workers that hand their job back instead of losing it when the instance goes away.
+
+Both variants share one mixin that overrides rq's own hooks; rq's job loop is not copied.
+
+Notice flow: the supervisor writes the notice to `notice.json` and sends SIGUSR1. The worker stops
+taking jobs; a running job that cannot finish before the deadline minus the safety margin is
+interrupted with ShutDownImminent (its `finally` blocks run) and put back at the front of its queue.
+SIGTERM is the same with deadline = now + drain timeout; a second SIGTERM hands back at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rq.exceptions import StopRequested
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.worker import SimpleWorker, Worker, WorkerStatus
+
+from worker.errors import ShutDownImminent
+from worker.handback import Outcome, hand_back, should_hand_back
+from worker.liveness import Beacon, Liveness
+
+__all__ = ["FleetJob", "FleetSimpleWorker", "FleetWorker", "NOTICE_FILE", "mean_duration"]
+
+log = logging.getLogger(__name__)
+NOTICE_FILE = "notice.json"
+_DURATIONS_KEY = "fleetkit:durations"
+_DUPLICATE_SIGNAL_S = 1.0  # systemd and the supervisor may both deliver one SIGTERM
+
+
+class FleetJob(Job):
+    """An rq Job that knows when it is being handed back, so no failure callback fires."""
+
+    handed_back = False
+
+    def execute_failure_callback(self, death_penalty_class: Any, *exc_info: Any) -> None:
+        if self.handed_back:
+            return
+        super().execute_failure_callback(death_penalty_class, *exc_info)
+
+
+def mean_duration(connection: Any, func_name: str) -> float | None:
+    """Observed mean duration of a job function, or None before the first run finishes."""
+    total, count = connection.hmget(_DURATIONS_KEY, f"{func_name}:sum", f"{func_name}:count")
+    if not count or int(count) == 0:
+        return None
+    return float(total) / int(count)
+
+
+class _FleetMixin:
+    """Overrides of rq.BaseWorker hooks; mixed into rq.Worker and rq.SimpleWorker."""
+
+    fleet: dict[str, Any]
+    # rq attributes this mixin uses (declared for type checkers):
+    connection: Any
+    name: str
+    horse_pid: int
+    _stop_requested: bool
+
+    def configure_fleet(
+        self,
+        *,
+        redis_url: str,
+        run_dir: str,
+        safety_margin_s: float,
+        drain_timeout_s: float,
+        stop_on_rebalance: bool,
+        heartbeat_ttl_s: float,
+        sweep_interval_s: float,
+        max_hard_kills: int,
+        handback_grace_s: float,
+        beat_interval_s: float = 1.0,
+    ) -> None:
+        self.fleet = {
+            "redis_url": redis_url,
+            "run_dir": Path(run_dir),
+            "safety_margin_s": safety_margin_s,
+            "drain_timeout_s": drain_timeout_s,
+            "stop_on_rebalance": stop_on_rebalance,
+            "heartbeat_ttl_s": heartbeat_ttl_s,
+            "sweep_interval_s": sweep_interval_s,
+            "max_hard_kills": max_hard_kills,
+            "handback_grace_s": handback_grace_s,
+            "beat_interval_s": beat_interval_s,
+        }
+        self._fleet_deadline: float | None = None
+        self._fleet_draining = False
+        self._fleet_handing_back: str | None = None
+        self._fleet_job: FleetJob | None = None
+        self._fleet_last_signal = 0.0
+        self._fleet_timer: threading.Timer | None = None
+        self.liveness = Liveness(self.connection, ttl_s=heartbeat_ttl_s)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        settings = self.fleet
+        beacon = Beacon(
+            settings["redis_url"],
+            self.name,
+            ttl_s=settings["heartbeat_ttl_s"],
+            interval_s=settings["beat_interval_s"],
+            sweep_interval_s=settings["sweep_interval_s"],
+            max_hard_kills=settings["max_hard_kills"],
+            job_class=FleetJob,
+        )
+        beacon.start()
+        try:
+            worked: bool = super().work(*args, **kwargs)  # type: ignore[misc]
+            return worked
+        finally:
+            beacon.stop()
+            if self._fleet_timer:
+                self._fleet_timer.cancel()
+            self.liveness.forget(self.name)
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._fleet_on_stop_signal)
+        signal.signal(signal.SIGINT, self._fleet_on_stop_signal)
+        signal.signal(signal.SIGUSR1, self._fleet_on_notice)
+        signal.signal(signal.SIGUSR2, self._fleet_on_deadline)
+
+    # --- signals -----------------------------------------------------------------------------
+
+    def _fleet_on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        now = time.time()
+        if now - self._fleet_last_signal < _DUPLICATE_SIGNAL_S:
+            return
+        first = not self._fleet_draining
+        self._fleet_last_signal = now
+        if first:
+            log.info("worker %s: %s: draining", self.name, signal.Signals(signum).name)
+            self._fleet_drain(now + self.fleet["drain_timeout_s"], decide=False)
+        else:
+            log.warning("worker %s: second stop signal: handing back at once", self.name)
+            self._fleet_hand_back_current("second stop signal")
+
+    def _fleet_on_notice(self, signum: int, frame: FrameType | None) -> None:
+        path = self.fleet["run_dir"] / NOTICE_FILE
+        try:
+            notice = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            log.error("worker %s: unreadable notice %s: %s", self.name, path, exc)
+            return
+        kind = str(notice.get("kind", ""))
+        if kind == "rebalance" and not self.fleet["stop_on_rebalance"]:
+            log.info("worker %s: rebalance recommendation: at risk, still working", self.name)
+            return
+        deadline = notice.get("deadline")
+        log.warning("worker %s: %s notice, deadline %s: draining", self.name, kind, deadline)
+        self._fleet_drain(float(deadline) if deadline is not None else None, decide=True)
+
+    def _fleet_on_deadline(self, signum: int, frame: FrameType | None) -> None:
+        if self._fleet_job is not None:
+            self._fleet_hand_back_current("drain deadline reached")
+
+    # --- decisions -----------------------------------------------------------------------------
+
+    def _fleet_drain(self, deadline: float | None, *, decide: bool) -> None:
+        self._fleet_draining = True
+        self._stop_requested = True
+        if deadline is not None and (self._fleet_deadline is None or deadline < self._fleet_deadline):
+            self._fleet_deadline = deadline
+            self._fleet_arm_timer(deadline - self.fleet["safety_margin_s"])
+        job = self._fleet_job
+        if job is None:
+            raise StopRequested()  # idle: leave the blocking dequeue now
+        if deadline is None or (decide and self._fleet_cannot_finish(job, deadline)):
+            self._fleet_hand_back_current("termination notice")
+
+    def _fleet_arm_timer(self, at: float) -> None:
+        if self._fleet_timer:
+            self._fleet_timer.cancel()
+        pid = os.getpid()
+        timer = threading.Timer(max(at - time.time(), 0.0), os.kill, (pid, signal.SIGUSR2))
+        timer.daemon = True
+        timer.start()
+        self._fleet_timer = timer
+
+    def _fleet_cannot_finish(self, job: FleetJob, deadline: float) -> bool:
+        started = job.started_at.timestamp() if job.started_at else time.time()
+        timeout = job.timeout if job.timeout and job.timeout > 0 else None
+        return should_hand_back(
+            now=time.time(),
+            started_at=started,
+            deadline=deadline,
+            safety_margin_s=self.fleet["safety_margin_s"],
+            mean_duration_s=mean_duration(self.connection, job.func_name),
+            timeout_s=timeout,
+        )
+
+    def _fleet_hand_back_current(self, reason: str) -> None:
+        raise NotImplementedError
+
+    # --- rq hooks ------------------------------------------------------------------------------
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        assert isinstance(job, FleetJob)
+        self._fleet_job = job
+        self.liveness.started(self.name, job.id)
+        try:
+            super().execute_job(job, queue)  # type: ignore[misc]
+        finally:
+            self._fleet_job = None
+            self._fleet_handing_back = None
+            self.liveness.finished(self.name)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        if getattr(job, "handed_back", False):
+            return  # not a failure: exception handlers (Sentry, …) stay quiet
+        super().handle_exception(job, *exc_info)  # type: ignore[misc]
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
+        if job.started_at and job.ended_at:
+            duration = (job.ended_at - job.started_at).total_seconds()
+            with self.connection.pipeline() as pipe:
+                pipe.hincrbyfloat(_DURATIONS_KEY, f"{job.func_name}:sum", duration)
+                pipe.hincrby(_DURATIONS_KEY, f"{job.func_name}:count", 1)
+                pipe.execute()
+        super().handle_job_success(job, queue, started_job_registry)  # type: ignore[misc]
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
+    ) -> None:
+        handing_back = getattr(job, "handed_back", False) or self._fleet_handing_back == job.id
+        if handing_back:
+            self._fleet_finish_hand_back(job, self._fleet_handing_back_reason())
+            return
+        if job.get_status(refresh=True) == JobStatus.QUEUED:
+            # Dequeued but never started (rq's intermediate-list cleanup): it did not fail.
+            hand_back(
+                self.connection,
+                job.id,
+                reason="dequeued by a worker that never started it",
+                allow_queued=True,
+                job_class=FleetJob,
+            )
+            return
+        super().handle_job_failure(job, queue, started_job_registry, exc_string)  # type: ignore[misc]
+
+    def _fleet_handing_back_reason(self) -> str:
+        return f"handed back by {self.name} before termination"
+
+    def _fleet_finish_hand_back(self, job: Job, reason: str) -> None:
+        outcome = hand_back(self.connection, job.id, reason=reason, job_class=FleetJob)
+        if outcome is Outcome.REQUEUED:
+            log.warning("worker %s: job %s handed back to %s", self.name, job.id, job.origin)
+        with self.connection.pipeline() as pipe:
+            self.set_current_job_id(None, pipeline=pipe)  # type: ignore[attr-defined]
+            pipe.execute()
+
+
+class FleetWorker(_FleetMixin, Worker):
+    """Forks a work horse per job (rq.Worker); the horse is interrupted on hand back."""
+
+    def _fleet_hand_back_current(self, reason: str) -> None:
+        job = self._fleet_job
+        if job is None or self._fleet_handing_back == job.id:
+            return
+        self._fleet_handing_back = job.id
+        horse = self.horse_pid
+        if not horse:
+            return
+        log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)
+        os.kill(horse, signal.SIGUSR1)
+        # A job that ignores ShutDownImminent (stuck in C, swallows BaseException) is killed;
+        # the parent then hands it back itself in handle_job_failure.
+        timer = threading.Timer(self.fleet["handback_grace_s"], self._kill_horse_if_still, (horse,))
+        timer.daemon = True
+        timer.start()
+
+    def _kill_horse_if_still(self, pid: int) -> None:
+        # Only the same horse: once reaped, its pid may belong to someone else.
+        if self.horse_pid == pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def setup_work_horse_signals(self) -> None:
+        # The horse ignores stop signals (systemd sends them to the whole group): the parent
+        # decides, and tells the horse with SIGUSR1.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, self._horse_interrupted)
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        assert isinstance(job, FleetJob)
+        self._fleet_job = job
+        result: bool = super().perform_job(job, queue)
+        return result
+
+    def _horse_interrupted(self, signum: int, frame: FrameType | None) -> None:
+        job = self._fleet_job
+        if job is None or job.handed_back:
+            return
+        job.handed_back = True
+        self._fleet_handing_back = job.id
+        raise ShutDownImminent(f"job {job.id} is being handed back")
+
+
+class FleetSimpleWorker(_FleetMixin, SimpleWorker):
+    """Runs jobs in its own process (rq.SimpleWorker); the job is interrupted in place."""
+
+    def _fleet_hand_back_current(self, reason: str) -> None:
+        job = self._fleet_job
+        if job is None or job.handed_back or self.get_state() != WorkerStatus.BUSY:  # type: ignore[attr-defined]
+            return
+        log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)
+        job.handed_back = True
+        self._fleet_handing_back = job.id
+        raise ShutDownImminent(f"job {job.id} is being handed back")

@@ -1,0 +1,150 @@
+"""Handing a job back to the front of its queue: the decision (pure) and the transaction.
+
+The transaction WATCHes the job hash, so two processes racing to hand back or recover the same
+job (a horse and its parent, two sweepers) change it exactly once; the loser sees the new status
+and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import WatchError
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+__all__ = [
+    "HANDBACK_META",
+    "HARD_KILLS_META",
+    "Outcome",
+    "hand_back",
+    "should_hand_back",
+]
+
+log = logging.getLogger(__name__)
+
+HANDBACK_META = "fleetkit_interruptions"
+HARD_KILLS_META = "fleetkit_hard_kills"
+
+
+class Outcome(StrEnum):
+    REQUEUED = "requeued"
+    FAILED = "failed"  # too many hard kills: failed with a reason instead of looping forever
+    SKIPPED = "skipped"  # already finished, failed, requeued or taken by someone else
+
+
+def should_hand_back(
+    *,
+    now: float,
+    started_at: float,
+    deadline: float | None,
+    safety_margin_s: float,
+    mean_duration_s: float | None,
+    timeout_s: float | None,
+) -> bool:
+    """Whether a running job cannot finish before the deadline minus the margin."""
+    if deadline is None:
+        return True
+    expected = mean_duration_s if mean_duration_s is not None else timeout_s
+    if expected is None or expected < 0:
+        return True  # no idea how long it runs: it cannot be trusted to finish
+    remaining = max(expected - (now - started_at), 0.0)
+    return now + remaining > deadline - safety_margin_s
+
+
+@dataclass(frozen=True)
+class _Plan:
+    outcome: Outcome
+    meta: dict[str, Any]
+    reason: str
+
+
+def hand_back(
+    connection: Redis,
+    job_id: str,
+    *,
+    reason: str,
+    only_from_worker: str | None = None,
+    hard_kill: bool = False,
+    max_hard_kills: int = 3,
+    job_class: type[Job] = Job,
+    allow_queued: bool = False,
+) -> Outcome:
+    """Put a started job back at the front of its queue: status queued, no retry consumed.
+
+    `only_from_worker` restricts it to a job that worker is running (recovery after a hard kill).
+    `allow_queued` also takes a job that was dequeued but never started (rq's intermediate list).
+    """
+    job_key = Job.key_for(job_id)
+    for _ in range(20):
+        with connection.pipeline() as pipe:
+            try:
+                pipe.watch(job_key)
+                try:
+                    job = job_class.fetch(job_id, connection=connection)
+                except Exception:  # noqa: BLE001 - deleted or unreadable: nothing to hand back
+                    return Outcome.SKIPPED
+                plan = _plan(job, reason, only_from_worker, hard_kill, max_hard_kills, allow_queued)
+                if plan.outcome is Outcome.SKIPPED:
+                    return plan.outcome
+                queue = Queue(job.origin, connection=connection, job_class=job_class)
+                started = StartedJobRegistry(job.origin, connection=connection, job_class=job_class)
+                executions = [e.composite_key for e in job.get_executions()]
+                pipe.multi()
+                if executions:
+                    pipe.zrem(started.key, *executions)
+                pipe.lrem(queue.intermediate_queue_key, 0, job.id)
+                pipe.hset(job.key, "meta", job.serializer.dumps(plan.meta))
+                if plan.outcome is Outcome.REQUEUED:
+                    job.set_status(JobStatus.QUEUED, pipeline=pipe)
+                    pipe.hset(job.key, "worker_name", "")
+                    queue.push_job_id(job.id, pipeline=pipe, at_front=True)
+                else:
+                    job.meta = plan.meta
+                    job.set_status(JobStatus.FAILED, pipeline=pipe)
+                    FailedJobRegistry(job.origin, connection=connection, job_class=job_class).add(
+                        job, exc_string=plan.reason, pipeline=pipe
+                    )
+                pipe.execute()
+                log.info("job %s %s: %s", job.id, plan.outcome.value, reason)
+                return plan.outcome
+            except WatchError:
+                continue  # the job changed under us: look again
+    return Outcome.SKIPPED
+
+
+def _plan(
+    job: Job,
+    reason: str,
+    only_from_worker: str | None,
+    hard_kill: bool,
+    max_hard_kills: int,
+    allow_queued: bool,
+) -> _Plan:
+    status = job.get_status(refresh=False)
+    runnable = status == JobStatus.STARTED or (allow_queued and status == JobStatus.QUEUED)
+    if not runnable:
+        return _Plan(Outcome.SKIPPED, {}, "")
+    if only_from_worker is not None and status == JobStatus.STARTED:
+        if (job.worker_name or "") != only_from_worker:
+            return _Plan(Outcome.SKIPPED, {}, "")
+    meta = dict(job.meta)
+    history = list(meta.get(HANDBACK_META, []))
+    history.append({"at": datetime.now(UTC).isoformat(), "reason": reason, "hard_kill": hard_kill})
+    meta[HANDBACK_META] = history[-20:]
+    if hard_kill:
+        kills = int(meta.get(HARD_KILLS_META, 0)) + 1
+        meta[HARD_KILLS_META] = kills
+        if kills > max_hard_kills:
+            why = (
+                f"fleetkit: the worker running this job died without notice {kills} times "
+                f"(limit {max_hard_kills}); last: {reason}"
+            )
+            return _Plan(Outcome.FAILED, meta, why)
+    return _Plan(Outcome.REQUEUED, meta, reason)

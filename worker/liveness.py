@@ -1,0 +1,166 @@
+"""Worker heartbeats and the recovery sweep that requeues the jobs of workers that vanished.
+
+Heartbeats live in one sorted set scored by the Redis server's clock (never the instances'), so a
+sweep finds dead workers with one ZRANGEBYSCORE however large the fleet. Each worker's in-flight
+job is one field of a hash; a sweeper claims a dead worker with ZREM (only one caller gets 1) and
+then hands its job back through the WATCHed transaction in `worker.handback`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq.job import Job
+
+from worker.handback import Outcome, hand_back
+
+__all__ = ["Beacon", "Liveness", "Recovered"]
+
+log = logging.getLogger(__name__)
+
+_NOW = "local t = redis.call('TIME') return tonumber(t[1]) + tonumber(t[2]) / 1000000"
+_BEAT = """
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
+return 1
+"""
+_DEAD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, 100)
+"""
+
+
+@dataclass(frozen=True)
+class Recovered:
+    worker: str
+    job_id: str
+    outcome: Outcome
+
+
+class Liveness:
+    """Heartbeats, in-flight jobs and the sweep, for every worker sharing one Redis."""
+
+    def __init__(self, connection: Redis, *, ttl_s: float, prefix: str = "fleetkit") -> None:
+        self.connection = connection
+        self.ttl_s = ttl_s
+        self.heartbeats_key = f"{prefix}:heartbeats"
+        self.inflight_key = f"{prefix}:inflight"
+        self._beat = connection.register_script(_BEAT)
+        self._dead = connection.register_script(_DEAD)
+        self._now = connection.register_script(_NOW)
+
+    def beat(self, worker: str) -> None:
+        self._beat(keys=[self.heartbeats_key], args=[worker])
+
+    def started(self, worker: str, job_id: str) -> None:
+        with self.connection.pipeline() as pipe:
+            self._beat(keys=[self.heartbeats_key], args=[worker], client=pipe)
+            pipe.hset(self.inflight_key, worker, job_id)
+            pipe.execute()
+
+    def finished(self, worker: str) -> None:
+        self.connection.hdel(self.inflight_key, worker)
+
+    def forget(self, worker: str) -> None:
+        """A clean exit: nothing of this worker is left to recover."""
+        with self.connection.pipeline() as pipe:
+            pipe.zrem(self.heartbeats_key, worker)
+            pipe.hdel(self.inflight_key, worker)
+            pipe.execute()
+
+    def dead_workers(self) -> list[str]:
+        raw = self._dead(keys=[self.heartbeats_key], args=[self.ttl_s])
+        return [w.decode() if isinstance(w, bytes) else str(w) for w in raw]
+
+    def sweep(self, *, max_hard_kills: int, job_class: type[Job] = Job) -> list[Recovered]:
+        """Requeue the in-flight job of every worker whose heartbeat expired."""
+        recovered: list[Recovered] = []
+        for worker in self.dead_workers():
+            # Whoever removes the heartbeat owns the recovery; everyone else moves on.
+            if not self.connection.zrem(self.heartbeats_key, worker):
+                continue
+            raw = self.connection.hget(self.inflight_key, worker)
+            self.connection.hdel(self.inflight_key, worker)
+            if raw is None:
+                continue
+            job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            outcome = hand_back(
+                self.connection,
+                job_id,
+                reason=f"worker {worker} stopped heartbeating (hard kill or lost instance)",
+                only_from_worker=worker,
+                hard_kill=True,
+                max_hard_kills=max_hard_kills,
+                job_class=job_class,
+            )
+            if outcome is not Outcome.SKIPPED:
+                log.warning("recovered job %s of dead worker %s: %s", job_id, worker, outcome)
+                recovered.append(Recovered(worker, job_id, outcome))
+        return recovered
+
+
+class Beacon(threading.Thread):
+    """Beats for one worker and sweeps for everyone, on its own Redis connection.
+
+    A thread rather than rq's own heartbeat: a non-forking worker runs jobs in its main thread
+    and would not beat at all during a long job.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        worker: str,
+        *,
+        ttl_s: float,
+        interval_s: float,
+        sweep_interval_s: float,
+        max_hard_kills: int,
+        job_class: type[Job] = Job,
+        on_recovered: Callable[[list[Recovered]], None] | None = None,
+    ) -> None:
+        super().__init__(name=f"beacon-{worker}", daemon=True)
+        self.connection = Redis.from_url(redis_url, socket_timeout=max(interval_s, 1.0))
+        self.liveness = Liveness(self.connection, ttl_s=ttl_s)
+        self.worker = worker
+        self.interval_s = interval_s
+        self.sweep_interval_s = sweep_interval_s
+        self.max_hard_kills = max_hard_kills
+        self.job_class = job_class
+        self.on_recovered = on_recovered
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        next_sweep = 0.0
+        elapsed = 0.0
+        connected_since: float | None = None
+        while not self._halt.is_set():
+            try:
+                self.liveness.beat(self.worker)
+                if connected_since is None:
+                    connected_since = elapsed
+                # After Redis was unreachable every heartbeat looks stale; sweep only once live
+                # workers have had a whole TTL to beat again.
+                settled = elapsed - connected_since >= self.liveness.ttl_s
+                if settled and elapsed >= next_sweep:
+                    found = self.liveness.sweep(
+                        max_hard_kills=self.max_hard_kills, job_class=self.job_class
+                    )
+                    if found and self.on_recovered:
+                        self.on_recovered(found)
+                    # Jitter keeps a fleet's sweeps from landing on Redis all at once.
+                    next_sweep = elapsed + self.sweep_interval_s * random.uniform(0.8, 1.2)
+            except RedisError as exc:
+                connected_since = None
+                log.warning("heartbeat to Redis failed (will retry): %s", exc)
+            self._halt.wait(self.interval_s)
+            elapsed += self.interval_s
+
+    def stop(self) -> None:
+        self._halt.set()

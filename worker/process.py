@@ -1,0 +1,56 @@
+"""One worker process: `python -m worker.process SETTINGS_JSON NAME` (started by the supervisor)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from redis import Redis
+from rq.queue import Queue
+
+from worker.fleet_worker import FleetJob, FleetSimpleWorker, FleetWorker
+from worker.settings import WorkerSettings
+
+__all__ = ["build_worker", "main"]
+
+
+def build_worker(settings: WorkerSettings, name: str) -> FleetWorker | FleetSimpleWorker:
+    connection = Redis.from_url(settings.redis_url)
+    queues = [Queue(q, connection=connection, job_class=FleetJob) for q in settings.queues]
+    worker_class = FleetWorker if settings.forking else FleetSimpleWorker
+    worker = worker_class(
+        queues,
+        name=name,
+        connection=connection,
+        job_class=FleetJob,
+        # Idle workers come back from the blocking dequeue every few seconds.
+        worker_ttl=20,
+        # rq's own sweep of its registries (intermediate lists, expired leases).
+        maintenance_interval=60,
+    )
+    worker.configure_fleet(
+        redis_url=settings.redis_url,
+        run_dir=settings.run_dir or ".",
+        safety_margin_s=settings.safety_margin_s,
+        drain_timeout_s=settings.drain_timeout_s,
+        stop_on_rebalance=settings.stop_on_rebalance,
+        heartbeat_ttl_s=settings.heartbeat_ttl_s,
+        sweep_interval_s=settings.sweep_interval_s,
+        max_hard_kills=settings.max_hard_kills,
+        handback_grace_s=settings.handback_grace_s,
+    )
+    return worker
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    settings = WorkerSettings.model_validate_json(args[0])
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    worker = build_worker(settings, args[1])
+    worker.work(burst=settings.burst, logging_level="INFO")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Worker settings: flags override the environment file's pool, which overrides these defaults."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["WorkerSettings"]
+
+
+class WorkerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redis_url: str = Field(pattern=r"^(rediss?|unix)://")
+    queues: tuple[str, ...] = Field(min_length=1)
+    processes: int = Field(default=1, ge=1, le=256)
+    forking: bool = True  # rq.Worker (fork per job) or rq.SimpleWorker (in process)
+    imds_endpoint: str | None = None
+    poll_interval_s: float = Field(default=2.0, gt=0, le=60)
+    # Hand back a job unless it is expected to end this long before the instance does.
+    safety_margin_s: float = Field(default=15.0, ge=0)
+    drain_timeout_s: float = Field(default=600.0, ge=0)
+    stop_on_rebalance: bool = False
+    # A worker whose heartbeat is older than this is dead; its job is requeued.
+    heartbeat_ttl_s: float = Field(default=10.0, ge=2)
+    sweep_interval_s: float = Field(default=3.0, gt=0)
+    max_hard_kills: int = Field(default=3, ge=1)
+    # Grace between asking a horse to stop and killing it.
+    handback_grace_s: float = Field(default=5.0, ge=0)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+    burst: bool = False
+    name_prefix: str = "fleet"
+    run_dir: str | None = None
