@@ -21,5 +21,5 @@ class WorkerConfigError(WorkerError):
     exit_code = 2
 
 
-class ShutDownImminent(BaseException):  # noqa: N818 - named for what job code sees
+class ShutDownImminent(BaseException):
     """The instance is going away: this job is being handed back to its queue."""

@@ -10,6 +10,7 @@ SIGTERM is the same with deadline = now + drain timeout; a second SIGTERM hands 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,9 +28,11 @@ from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from worker.errors import ShutDownImminent
 from worker.handback import Outcome, hand_back, should_hand_back
-from worker.liveness import Beacon, Liveness
+from worker.health import WorkerHealth
+from worker.liveness import Beacon, Liveness, Recovered
+from worker.metrics import WorkerMetrics
 
-__all__ = ["FleetJob", "FleetSimpleWorker", "FleetWorker", "NOTICE_FILE", "mean_duration"]
+__all__ = ["NOTICE_FILE", "FleetJob", "FleetSimpleWorker", "FleetWorker", "mean_duration"]
 
 log = logging.getLogger(__name__)
 NOTICE_FILE = "notice.json"
@@ -46,6 +49,14 @@ class FleetJob(Job):
         if self.handed_back:
             return
         super().execute_failure_callback(death_penalty_class, *exc_info)
+
+
+def _duration(job: Job) -> float:
+    if job.started_at and job.ended_at:
+        return max((job.ended_at - job.started_at).total_seconds(), 0.0)
+    if job.started_at:
+        return max(time.time() - job.started_at.timestamp(), 0.0)
+    return 0.0
 
 
 def mean_duration(connection: Any, func_name: str) -> float | None:
@@ -99,6 +110,8 @@ class _FleetMixin:
         self._fleet_last_signal = 0.0
         self._fleet_timer: threading.Timer | None = None
         self.liveness = Liveness(self.connection, ttl_s=heartbeat_ttl_s)
+        self.health = WorkerHealth(self.connection, self.name)
+        self.metrics = WorkerMetrics(self.connection, self.name)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -112,6 +125,7 @@ class _FleetMixin:
             sweep_interval_s=settings["sweep_interval_s"],
             max_hard_kills=settings["max_hard_kills"],
             job_class=FleetJob,
+            on_recovered=self._fleet_recovered,
         )
         beacon.start()
         try:
@@ -122,6 +136,9 @@ class _FleetMixin:
             if self._fleet_timer:
                 self._fleet_timer.cancel()
             self.liveness.forget(self.name)
+
+    def _fleet_recovered(self, recovered: list[Recovered]) -> None:
+        self.metrics.jobs_recovered(len(recovered))
 
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._fleet_on_stop_signal)
@@ -152,6 +169,8 @@ class _FleetMixin:
             log.error("worker %s: unreadable notice %s: %s", self.name, path, exc)
             return
         kind = str(notice.get("kind", ""))
+        if kind == "rebalance":
+            self.health.set_at_risk("rebalance recommendation")
         if kind == "rebalance" and not self.fleet["stop_on_rebalance"]:
             log.info("worker %s: rebalance recommendation: at risk, still working", self.name)
             return
@@ -168,7 +187,9 @@ class _FleetMixin:
     def _fleet_drain(self, deadline: float | None, *, decide: bool) -> None:
         self._fleet_draining = True
         self._stop_requested = True
-        if deadline is not None and (self._fleet_deadline is None or deadline < self._fleet_deadline):
+        if deadline is not None and (
+            self._fleet_deadline is None or deadline < self._fleet_deadline
+        ):
             self._fleet_deadline = deadline
             self._fleet_arm_timer(deadline - self.fleet["safety_margin_s"])
         job = self._fleet_job
@@ -194,7 +215,7 @@ class _FleetMixin:
             started_at=started,
             deadline=deadline,
             safety_margin_s=self.fleet["safety_margin_s"],
-            mean_duration_s=mean_duration(self.connection, job.func_name),
+            mean_duration_s=mean_duration(self.connection, job.func_name or ""),
             timeout_s=timeout,
         )
 
@@ -207,6 +228,9 @@ class _FleetMixin:
         assert isinstance(job, FleetJob)
         self._fleet_job = job
         self.liveness.started(self.name, job.id)
+        if job.enqueued_at:
+            pickup = time.time() - job.enqueued_at.timestamp()
+            self.metrics.job_started(pickup)
         try:
             super().execute_job(job, queue)  # type: ignore[misc]
         finally:
@@ -220,13 +244,14 @@ class _FleetMixin:
         super().handle_exception(job, *exc_info)  # type: ignore[misc]
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
-        if job.started_at and job.ended_at:
-            duration = (job.ended_at - job.started_at).total_seconds()
-            with self.connection.pipeline() as pipe:
-                pipe.hincrbyfloat(_DURATIONS_KEY, f"{job.func_name}:sum", duration)
-                pipe.hincrby(_DURATIONS_KEY, f"{job.func_name}:count", 1)
-                pipe.execute()
+        duration = _duration(job)
+        with self.connection.pipeline() as pipe:
+            pipe.hincrbyfloat(_DURATIONS_KEY, f"{job.func_name}:sum", duration)
+            pipe.hincrby(_DURATIONS_KEY, f"{job.func_name}:count", 1)
+            pipe.execute()
         super().handle_job_success(job, queue, started_job_registry)  # type: ignore[misc]
+        self.metrics.job_finished(duration)
+        self.health.record_job(True)
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
@@ -246,6 +271,8 @@ class _FleetMixin:
             )
             return
         super().handle_job_failure(job, queue, started_job_registry, exc_string)  # type: ignore[misc]
+        self.metrics.job_failed(_duration(job))
+        self.health.record_job(False)
 
     def _fleet_handing_back_reason(self) -> str:
         return f"handed back by {self.name} before termination"
@@ -254,6 +281,7 @@ class _FleetMixin:
         outcome = hand_back(self.connection, job.id, reason=reason, job_class=FleetJob)
         if outcome is Outcome.REQUEUED:
             log.warning("worker %s: job %s handed back to %s", self.name, job.id, job.origin)
+            self.metrics.job_handed_back()
         with self.connection.pipeline() as pipe:
             self.set_current_job_id(None, pipeline=pipe)  # type: ignore[attr-defined]
             pipe.execute()
@@ -281,10 +309,8 @@ class FleetWorker(_FleetMixin, Worker):
     def _kill_horse_if_still(self, pid: int) -> None:
         # Only the same horse: once reaped, its pid may belong to someone else.
         if self.horse_pid == pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def setup_work_horse_signals(self) -> None:
         # The horse ignores stop signals (systemd sends them to the whole group): the parent
@@ -314,7 +340,7 @@ class FleetSimpleWorker(_FleetMixin, SimpleWorker):
 
     def _fleet_hand_back_current(self, reason: str) -> None:
         job = self._fleet_job
-        if job is None or job.handed_back or self.get_state() != WorkerStatus.BUSY:  # type: ignore[attr-defined]
+        if job is None or job.handed_back or self.get_state() != WorkerStatus.BUSY:
             return
         log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)
         job.handed_back = True

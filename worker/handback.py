@@ -88,7 +88,7 @@ def hand_back(
                 pipe.watch(job_key)
                 try:
                     job = job_class.fetch(job_id, connection=connection)
-                except Exception:  # noqa: BLE001 - deleted or unreadable: nothing to hand back
+                except Exception:
                     return Outcome.SKIPPED
                 plan = _plan(job, reason, only_from_worker, hard_kill, max_hard_kills, allow_queued)
                 if plan.outcome is Outcome.SKIPPED:
@@ -131,9 +131,9 @@ def _plan(
     runnable = status == JobStatus.STARTED or (allow_queued and status == JobStatus.QUEUED)
     if not runnable:
         return _Plan(Outcome.SKIPPED, {}, "")
-    if only_from_worker is not None and status == JobStatus.STARTED:
-        if (job.worker_name or "") != only_from_worker:
-            return _Plan(Outcome.SKIPPED, {}, "")
+    other_worker = (job.worker_name or "") != only_from_worker
+    if only_from_worker is not None and status == JobStatus.STARTED and other_worker:
+        return _Plan(Outcome.SKIPPED, {}, "")
     meta = dict(job.meta)
     history = list(meta.get(HANDBACK_META, []))
     history.append({"at": datetime.now(UTC).isoformat(), "reason": reason, "hard_kill": hard_kill})

@@ -13,7 +13,7 @@ def _count_run() -> None:
     job = get_current_job()
     assert job is not None
     job.connection.incr(f"test:runs:{job.id}")
-    job.connection.set(f"test:ran-on:{job.id}", job.worker_name or "")
+    job.connection.rpush(f"test:ran-on:{job.id}", job.worker_name or "")
 
 
 def quick(value: int = 1) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,7 +34,9 @@ def settings(redis_url: str, run_dir: Path, **changes: object) -> WorkerSettings
     return WorkerSettings.model_validate(values)
 
 
-def start_worker(config: WorkerSettings, name: str | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+def start_worker(
+    config: WorkerSettings, name: str | None = None
+) -> tuple[str, subprocess.Popen[bytes]]:
     name = name or f"test.{uuid.uuid4().hex[:8]}"
     process = subprocess.Popen(
         [sys.executable, "-m", "worker.process", config.model_dump_json(), name],
@@ -61,10 +64,8 @@ def descendants(pid: int) -> list[int]:
 def kill_group(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL a worker and its horse at once: what a vanished instance looks like."""
     for pid in [process.pid, *descendants(process.pid)]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     process.wait(timeout=10)
 
 
