@@ -38,3 +38,6 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+bench-worker: install
+	$(BIN)/python bench/worker.py

@@ -260,15 +260,18 @@ class _FleetMixin:
         if handing_back:
             self._fleet_finish_hand_back(job, self._fleet_handing_back_reason())
             return
-        if job.get_status(refresh=True) == JobStatus.QUEUED:
-            # Dequeued but never started (rq's intermediate-list cleanup): it did not fail.
-            hand_back(
-                self.connection,
-                job.id,
-                reason="dequeued by a worker that never started it",
-                allow_queued=True,
-                job_class=FleetJob,
-            )
+        if self._fleet_job is None or self._fleet_job.id != job.id:
+            # rq's maintenance reports a job this worker is not running (stuck in the
+            # intermediate list). Never started: it did not fail, it goes back. Started: its own
+            # worker (or the sweep, if that worker is dead) owns it. Finished: a stale copy.
+            if job.get_status(refresh=True) == JobStatus.QUEUED:
+                hand_back(
+                    self.connection,
+                    job.id,
+                    reason="dequeued by a worker that never started it",
+                    allow_queued=True,
+                    job_class=FleetJob,
+                )
             return
         super().handle_job_failure(job, queue, started_job_registry, exc_string)  # type: ignore[misc]
         self.metrics.job_failed(_duration(job))
@@ -278,7 +281,11 @@ class _FleetMixin:
         return f"handed back by {self.name} before termination"
 
     def _fleet_finish_hand_back(self, job: Job, reason: str) -> None:
-        outcome = hand_back(self.connection, job.id, reason=reason, job_class=FleetJob)
+        # Only while this worker still runs it: the horse may have handed it back already and
+        # another worker taken it since.
+        outcome = hand_back(
+            self.connection, job.id, reason=reason, only_from_worker=self.name, job_class=FleetJob
+        )
         if outcome is Outcome.REQUEUED:
             log.warning("worker %s: job %s handed back to %s", self.name, job.id, job.origin)
             self.metrics.job_handed_back()

@@ -94,6 +94,11 @@ def hand_back(
                 if plan.outcome is Outcome.SKIPPED:
                     return plan.outcome
                 queue = Queue(job.origin, connection=connection, job_class=job_class)
+                if job.get_status(refresh=False) == JobStatus.QUEUED:
+                    # A queued job must not be pushed twice: watch the list too.
+                    pipe.watch(queue.key)
+                    if connection.lpos(queue.key, job.id) is not None:
+                        return Outcome.SKIPPED
                 started = StartedJobRegistry(job.origin, connection=connection, job_class=job_class)
                 executions = [e.composite_key for e in job.get_executions()]
                 pipe.multi()

@@ -99,6 +99,7 @@ class Liveness:
                 hard_kill=True,
                 max_hard_kills=max_hard_kills,
                 job_class=job_class,
+                allow_queued=True,  # dequeued, not yet started when it died
             )
             if outcome is not Outcome.SKIPPED:
                 log.warning("recovered job %s of dead worker %s: %s", job_id, worker, outcome)

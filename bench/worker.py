@@ -1,0 +1,263 @@
+"""`make bench-worker`: fleetkit's worker against plain `rq worker`, same mode, same Redis.
+
+1. Throughput: 1,000 trivial jobs enqueued first, one worker process in burst mode, wall time.
+2. Pickup latency: 300 trivial jobs enqueued one at a time to an idle worker,
+   enqueued_at → started_at.
+3. Chaos: 10,000 jobs, 8 worker processes; 30 % of them hard-killed (with their horse) and 30 %
+   given an interruption notice while jobs run; replacements started. Counts lost and failed jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.jobs import DONE_KEY, mark, noop  # noqa: E402
+from tests.worker.procs import kill_group  # noqa: E402
+from worker.settings import WorkerSettings  # noqa: E402
+
+RQ_CLASSES = {"forking": "rq.worker.Worker", "simple": "rq.worker.SimpleWorker"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(200):
+        try:
+            Redis.from_url(url).ping()
+            return process, url
+        except Exception:
+            time.sleep(0.05)
+    raise SystemExit("redis-server did not start")
+
+
+def worker_command(kind: str, mode: str, url: str, run_dir: Path, burst: bool) -> list[str]:
+    if kind == "rq":
+        command = [
+            str(Path(sys.executable).parent / "rq"),
+            "worker",
+            "-u",
+            url,
+            "-w",
+            RQ_CLASSES[mode],
+            "--logging_level",
+            "WARNING",
+            "default",
+        ]
+        return [*command, "--burst"] if burst else command
+    settings = WorkerSettings(
+        redis_url=url,
+        queues=("default",),
+        forking=mode == "forking",
+        burst=burst,
+        run_dir=str(run_dir),
+    )
+    name = f"bench.{kind}.{mode}.{time.monotonic_ns()}"
+    return [sys.executable, "-m", "worker.process", settings.model_dump_json(), name]
+
+
+def spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def throughput(kind: str, mode: str, url: str, tmp: Path, jobs: int) -> float:
+    redis = Redis.from_url(url)
+    redis.flushall()
+    queue = Queue("default", connection=redis)
+    with redis.pipeline() as pipe:
+        for i in range(jobs):
+            queue.enqueue(noop, i, pipeline=pipe)
+        pipe.execute()
+    began = time.perf_counter()
+    spawn(worker_command(kind, mode, url, tmp, burst=True)).wait(timeout=600)
+    elapsed = time.perf_counter() - began
+    finished = queue.finished_job_registry.count
+    if finished != jobs:
+        raise SystemExit(f"{kind}/{mode}: only {finished} of {jobs} jobs finished")
+    return jobs / elapsed
+
+
+def pickup(kind: str, mode: str, url: str, tmp: Path, jobs: int) -> list[float]:
+    redis = Redis.from_url(url)
+    redis.flushall()
+    queue = Queue("default", connection=redis)
+    worker = spawn(worker_command(kind, mode, url, tmp, burst=False))
+    latencies: list[float] = []
+    try:
+        time.sleep(1.5)  # let it reach its blocking dequeue
+        for i in range(jobs):
+            job = queue.enqueue(noop, i)
+            while job.get_status(refresh=True) != JobStatus.FINISHED:
+                time.sleep(0.002)
+            job.refresh()
+            assert job.enqueued_at and job.started_at
+            latencies.append((job.started_at - job.enqueued_at).total_seconds() * 1000)
+            time.sleep(0.01)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+    return latencies
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(round(p / 100 * (len(ordered) - 1)), len(ordered) - 1)]
+
+
+def chaos(url: str, tmp: Path, jobs: int, processes: int) -> dict[str, int]:
+    redis = Redis.from_url(url)
+    redis.flushall()
+    queue = Queue("default", connection=redis)
+    ids: list[str] = []
+    with redis.pipeline() as pipe:
+        for i in range(jobs):
+            ids.append(queue.enqueue(mark, i, pipeline=pipe).id)
+        pipe.execute()
+    workers: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(index: int) -> None:
+        run_dir = tmp / f"chaos-{index}"
+        run_dir.mkdir(exist_ok=True)
+        settings = WorkerSettings(
+            redis_url=url,
+            queues=("default",),
+            forking=index % 2 == 0,
+            run_dir=str(run_dir),
+            heartbeat_ttl_s=4,
+            sweep_interval_s=1,
+            safety_margin_s=1,
+        )
+        name = f"chaos.{index}.{time.monotonic_ns()}"
+        command = [sys.executable, "-m", "worker.process", settings.model_dump_json(), name]
+        workers.append((spawn(command), run_dir))
+
+    for index in range(processes):
+        start(index)
+    victims = list(range(processes))
+    kills = victims[: round(processes * 0.3)]
+    notices = victims[len(kills) : len(kills) + round(processes * 0.3)]
+    time.sleep(3)
+    for step, index in enumerate(kills + notices):
+        process, run_dir = workers[index]
+        if index in kills:
+            kill_group(process)
+        else:
+            notice = {"kind": "spot-interruption", "deadline": time.time() + 0.5}
+            (run_dir / "notice.json").write_text(json.dumps(notice))
+            os.kill(process.pid, signal.SIGUSR1)
+        start(processes + step)
+        time.sleep(0.5)
+    began = time.monotonic()
+    # Lost means never completed: wait well past the heartbeat TTL and rq's maintenance.
+    while time.monotonic() - began < 300 and redis.scard(DONE_KEY) < jobs:
+        time.sleep(0.5)
+    for process, _ in workers:
+        if process.poll() is None:
+            kill_group(process)
+    done = {d.decode() for d in redis.smembers(DONE_KEY)}
+    for job_id in FailedJobRegistry(queue=queue).get_job_ids():
+        failed = Job.fetch(job_id, connection=redis)
+        result = failed.latest_result()
+        reason = result.exc_string if result else failed.exc_info
+        print(f"failed {job_id}: {reason!r} meta={failed.meta}", file=sys.stderr)
+    return {
+        "jobs": jobs,
+        "completed": len(done & set(ids)),
+        "failed": len(FailedJobRegistry(queue=queue)),
+        "lost": len(set(ids) - done),
+        "runs": int(redis.get("bench:runs") or 0),
+        "hard_killed_processes": len(kills),
+        "noticed_processes": len(notices),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--latency-jobs", type=int, default=300)
+    parser.add_argument("--chaos-jobs", type=int, default=10_000)
+    parser.add_argument("--chaos-processes", type=int, default=8)
+    parser.add_argument("--chaos-only", action="store_true")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="fleetkit-bench-"))
+    redis_process, url = start_redis(tmp)
+    rows = []
+    try:
+        for mode in () if args.chaos_only else ("forking", "simple"):
+            rq_rate = throughput("rq", mode, url, tmp, args.jobs)
+            our_rate = throughput("fleetkit", mode, url, tmp, args.jobs)
+            rq_lat = pickup("rq", mode, url, tmp, args.latency_jobs)
+            our_lat = pickup("fleetkit", mode, url, tmp, args.latency_jobs)
+            rows.append((mode, rq_rate, our_rate, rq_lat, our_lat))
+        result = chaos(url, tmp, args.chaos_jobs, args.chaos_processes)
+    finally:
+        redis_process.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        "| mode | plain rq jobs/s | fleetkit jobs/s | ratio | rq pickup p50/p95/p99 ms "
+        "| fleetkit pickup p50/p95/p99 ms |"
+    )
+    print("|---|---|---|---|---|---|")
+    for mode, rq_rate, our_rate, rq_lat, our_lat in rows:
+
+        def fmt(values: list[float]) -> str:
+            return " / ".join(f"{percentile(values, p):.1f}" for p in (50, 95, 99))
+
+        print(
+            f"| {mode} | {rq_rate:.0f} | {our_rate:.0f} | {our_rate / rq_rate:.2f} | "
+            f"{fmt(rq_lat)} | {fmt(our_lat)} |"
+        )
+    print()
+    print("chaos:", json.dumps(result))
+    for mode, *_, our_lat in rows:
+        print(f"fleetkit {mode} mean pickup: {statistics.mean(our_lat):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

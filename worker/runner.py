@@ -1,0 +1,75 @@
+"""Wires the supervisor to its edges: IMDS notices, the health endpoint, the lifecycle action."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import boto3
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from infra.aws import RETRY_CONFIG
+from worker.health import instance_digest
+from worker.health_server import HealthServer
+from worker.imds import ImdsTerminationNoticeSource
+from worker.lifecycle import complete_termination
+from worker.metrics import WorkerMetrics, render_prometheus
+from worker.notices import TerminationNotice
+from worker.settings import WorkerSettings
+from worker.supervisor import Supervisor
+
+__all__ = ["run_supervisor"]
+
+log = logging.getLogger(__name__)
+
+
+def run_supervisor(settings: WorkerSettings) -> int:
+    notices = ImdsTerminationNoticeSource(settings.imds_endpoint)
+    on_ec2 = notices.probe()
+    instance_id = notices.instance_id() if on_ec2 else None
+
+    def terminated(notice: TerminationNotice | None) -> None:
+        if instance_id is None:
+            return
+        region = notices.region()
+        client = boto3.client("autoscaling", region_name=region, config=RETRY_CONFIG)
+        complete_termination(client, instance_id)
+
+    supervisor = Supervisor(
+        settings, notices if on_ec2 else None, on_terminated=terminated, host=instance_id
+    )
+    # Health answers fast when Redis is down instead of retrying for seconds.
+    probe = Redis.from_url(
+        settings.redis_url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
+
+    def names() -> list[str]:
+        return sorted(w.name for w in supervisor.workers.values())
+
+    def health() -> dict[str, Any]:
+        digest = instance_digest(probe, names())
+        digest["draining"] = supervisor.draining
+        return digest
+
+    def metrics() -> bytes:
+        gauges = {"draining": float(supervisor.draining), "workers": float(len(names()))}
+        return render_prometheus(probe, names(), extra_gauges=gauges)
+
+    def count_notice(notice: TerminationNotice) -> None:
+        for name in names():
+            WorkerMetrics(probe, name).notice_seen(notice.kind.value)
+
+    supervisor.notice_hooks.append(count_notice)
+    server = None
+    if settings.metrics_port is not None:
+        server = HealthServer(settings.metrics_host, settings.metrics_port, health, metrics)
+        server.start()
+        log.info("health and metrics on port %d", server.port)
+    try:
+        return supervisor.run()
+    finally:
+        if server is not None:
+            server.stop()
+        notices.close()

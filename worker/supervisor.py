@@ -1,0 +1,199 @@
+"""The per-instance supervisor: runs N worker processes, restarts crashed ones (recovering their
+job at once), watches for termination notices, drains on SIGTERM, completes the lifecycle action.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from worker.fleet_worker import NOTICE_FILE, FleetJob
+from worker.handback import hand_back
+from worker.notices import TerminationNotice, TerminationNoticeSource
+from worker.settings import WorkerSettings
+
+__all__ = ["Supervisor", "WorkerProcess"]
+
+log = logging.getLogger(__name__)
+_RESTART_BACKOFF_MAX_S = 30.0
+
+
+@dataclass
+class WorkerProcess:
+    index: int
+    name: str
+    process: subprocess.Popen[bytes]
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    """Keeps `settings.processes` workers running until drained or told to stop."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        notices: TerminationNoticeSource | None = None,
+        *,
+        on_terminated: Callable[[TerminationNotice | None], None] | None = None,
+        host: str | None = None,
+    ) -> None:
+        run_dir = settings.run_dir or tempfile.mkdtemp(prefix="fleetkit-worker-")
+        self.settings = settings.model_copy(update={"run_dir": run_dir})
+        self.run_dir = Path(run_dir)
+        self.notices = notices
+        self.on_terminated = on_terminated
+        self.host = host or socket.gethostname()
+        self.connection = Redis.from_url(settings.redis_url)
+        self.workers: dict[int, WorkerProcess] = {}
+        self.draining = False
+        self.notice: TerminationNotice | None = None
+        self._stop_signals = 0
+        self._restarts: dict[int, int] = {}
+        self.notice_hooks: list[Callable[[TerminationNotice], object]] = []
+        self._lock = threading.Lock()
+
+    # --- processes -------------------------------------------------------------------------
+
+    def _spawn(self, index: int) -> WorkerProcess:
+        name = f"{self.settings.name_prefix}.{self.host}.{index}.{uuid.uuid4().hex[:6]}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker.process", self.settings.model_dump_json(), name],
+            start_new_session=False,
+        )
+        log.info("started worker %s (pid %d)", name, process.pid)
+        return WorkerProcess(index, name, process)
+
+    def _recover(self, worker: WorkerProcess) -> None:
+        """A worker died under us: hand its job back now instead of waiting for its TTL."""
+        try:
+            raw = self.connection.hget("fleetkit:inflight", worker.name)
+            if raw:
+                hand_back(
+                    self.connection,
+                    raw.decode() if isinstance(raw, bytes) else str(raw),
+                    reason=f"worker {worker.name} exited with {worker.process.returncode}",
+                    only_from_worker=worker.name,
+                    hard_kill=True,
+                    max_hard_kills=self.settings.max_hard_kills,
+                    job_class=FleetJob,
+                    allow_queued=True,
+                )
+            with self.connection.pipeline() as pipe:
+                pipe.zrem("fleetkit:heartbeats", worker.name)
+                pipe.hdel("fleetkit:inflight", worker.name)
+                pipe.execute()
+        except RedisError as exc:
+            log.warning("could not recover %s now (the sweep will): %s", worker.name, exc)
+
+    def signal_workers(self, signum: int) -> None:
+        for worker in list(self.workers.values()):
+            if worker.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.process.pid, signum)
+
+    # --- notices and signals -----------------------------------------------------------------
+
+    def deliver(self, kind: str, deadline: float | None) -> None:
+        """Tell every worker about a notice (file first, then SIGUSR1)."""
+        path = self.run_dir / NOTICE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"kind": kind, "deadline": deadline}))
+        tmp.replace(path)
+        self.signal_workers(signal.SIGUSR1)
+
+    def _on_notice(self, notice: TerminationNotice) -> None:
+        for hook in self.notice_hooks:
+            try:
+                hook(notice)
+            except Exception:
+                log.exception("notice hook failed")
+        deadline = notice.deadline.timestamp() if notice.deadline else None
+        if not notice.imminent:
+            if self.settings.stop_on_rebalance:
+                self.draining = True
+            self.deliver(notice.kind.value, deadline)
+            return
+        if deadline is None:  # ASG termination: the hook gives us the drain timeout
+            deadline = time.time() + self.settings.drain_timeout_s
+        self.notice = notice
+        self.draining = True
+        self.deliver(notice.kind.value, deadline)
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stop_signals += 1
+        self.draining = True
+        log.warning(
+            "supervisor: %s (%d): passing it on", signal.Signals(signum).name, self._stop_signals
+        )
+        self.signal_workers(signal.SIGTERM)
+
+    def _watch(self, stop: threading.Event) -> None:
+        assert self.notices is not None
+        seen: set[str] = set()
+        while not stop.is_set():
+            notice = self.notices.poll()
+            if notice is not None and notice.kind.value not in seen:
+                seen.add(notice.kind.value)
+                log.warning("termination notice: %s (deadline %s)", notice.kind, notice.deadline)
+                self._on_notice(notice)
+            stop.wait(self.settings.poll_interval_s)
+
+    # --- main loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        stop = threading.Event()
+        watcher: threading.Thread | None = None
+        if self.notices is not None and self.notices.enabled:
+            watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
+            watcher.start()
+        for index in range(self.settings.processes):
+            self.workers[index] = self._spawn(index)
+        try:
+            self._loop()
+        finally:
+            stop.set()
+        if self.notice is not None and self.on_terminated is not None:
+            self.on_terminated(self.notice)
+        return 0
+
+    def _loop(self) -> None:
+        while self.workers:
+            time.sleep(0.2)
+            for index, worker in list(self.workers.items()):
+                code = worker.process.poll()
+                if code is None:
+                    continue
+                del self.workers[index]
+                if code != 0:
+                    log.error("worker %s exited with %s", worker.name, code)
+                    self._recover(worker)
+                if self.draining or (self.settings.burst and code == 0):
+                    continue
+                restarts = self._restarts.get(index, 0)
+                backoff = min(2.0**restarts, _RESTART_BACKOFF_MAX_S) if code != 0 else 0.0
+                self._restarts[index] = restarts + 1 if code != 0 else 0
+                if backoff:
+                    log.info("restarting worker %d in %.0f s", index, backoff)
+                    time.sleep(backoff)
+                if not self.draining:
+                    self.workers[index] = self._spawn(index)
