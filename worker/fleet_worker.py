@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 from rq.job import Job, JobStatus
 from rq.queue import Queue
@@ -109,6 +110,8 @@ class _FleetMixin:
         self._fleet_job: FleetJob | None = None
         self._fleet_last_signal = 0.0
         self._fleet_timer: threading.Timer | None = None
+        self._fleet_unfinished: str | None = None
+        self._fleet_exit_reason = "exception"
         self.liveness = Liveness(self.connection, ttl_s=heartbeat_ttl_s)
         self.health = WorkerHealth(self.connection, self.name)
         self.metrics = WorkerMetrics(self.connection, self.name)
@@ -135,7 +138,24 @@ class _FleetMixin:
             beacon.stop()
             if self._fleet_timer:
                 self._fleet_timer.cancel()
+            self._fleet_exit()
+
+    def _fleet_exit(self) -> None:
+        """Leave nothing behind: hand back a job rq gave up on (Redis dropped mid-job)."""
+        unfinished = self._fleet_unfinished
+        try:
+            if unfinished is not None:
+                hand_back(
+                    self.connection,
+                    unfinished,
+                    reason=f"worker {self.name} stopped mid-job ({self._fleet_exit_reason})",
+                    only_from_worker=self.name,
+                    job_class=FleetJob,
+                )
             self.liveness.forget(self.name)
+        except RedisError as exc:
+            # Redis is still away: our heartbeat expires and the sweep recovers the job.
+            log.warning("worker %s: leaving recovery to the sweep: %s", self.name, exc)
 
     def _fleet_recovered(self, recovered: list[Recovered]) -> None:
         self.metrics.jobs_recovered(len(recovered))
@@ -227,31 +247,53 @@ class _FleetMixin:
     def execute_job(self, job: Job, queue: Queue) -> None:
         assert isinstance(job, FleetJob)
         self._fleet_job = job
-        self.liveness.started(self.name, job.id)
-        if job.enqueued_at:
-            pickup = time.time() - job.enqueued_at.timestamp()
-            self.metrics.job_started(pickup)
+        self._fleet_unfinished = job.id
         try:
             super().execute_job(job, queue)  # type: ignore[misc]
+            self._fleet_unfinished = None
+        except BaseException as exc:
+            self._fleet_exit_reason = type(exc).__name__
+            raise
         finally:
+            # The in-flight record stays until the next job overwrites it: recovering a
+            # finished job is a no-op (hand_back checks its status), and it saves a round trip.
             self._fleet_job = None
             self._fleet_handing_back = None
-            self.liveness.finished(self.name)
+
+    # Our bookkeeping rides in the pipelines rq already sends at job start and end.
+
+    def set_current_job_id(self, job_id: str | None = None, pipeline: Any = None) -> None:
+        super().set_current_job_id(job_id, pipeline=pipeline)  # type: ignore[misc]
+        job = self._fleet_job
+        if job_id is None or pipeline is None or job is None or job.id != job_id:
+            return
+        self.liveness.started(self.name, job_id, pipeline)
+        pickup = time.time() - job.enqueued_at.timestamp() if job.enqueued_at else None
+        self.metrics.job_started(pickup, pipeline)
+
+    def increment_successful_job_count(self, pipeline: Any = None) -> None:
+        super().increment_successful_job_count(pipeline)  # type: ignore[misc]
+        job = self._fleet_job
+        if job is None or pipeline is None:
+            return
+        duration = _duration(job)
+        pipeline.hincrbyfloat(_DURATIONS_KEY, f"{job.func_name}:sum", duration)
+        pipeline.hincrby(_DURATIONS_KEY, f"{job.func_name}:count", 1)
+        self.metrics.job_finished(duration, pipeline)
+        self.health.record_job(True, pipe=pipeline)
+
+    def increment_failed_job_count(self, pipeline: Any = None) -> None:
+        super().increment_failed_job_count(pipeline)  # type: ignore[misc]
+        job = self._fleet_job
+        if job is None or pipeline is None:
+            return
+        self.metrics.job_failed(_duration(job), pipeline)
+        self.health.record_job(False, pipe=pipeline)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if getattr(job, "handed_back", False):
             return  # not a failure: exception handlers (Sentry, …) stay quiet
         super().handle_exception(job, *exc_info)  # type: ignore[misc]
-
-    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
-        duration = _duration(job)
-        with self.connection.pipeline() as pipe:
-            pipe.hincrbyfloat(_DURATIONS_KEY, f"{job.func_name}:sum", duration)
-            pipe.hincrby(_DURATIONS_KEY, f"{job.func_name}:count", 1)
-            pipe.execute()
-        super().handle_job_success(job, queue, started_job_registry)  # type: ignore[misc]
-        self.metrics.job_finished(duration)
-        self.health.record_job(True)
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
@@ -274,8 +316,6 @@ class _FleetMixin:
                 )
             return
         super().handle_job_failure(job, queue, started_job_registry, exc_string)  # type: ignore[misc]
-        self.metrics.job_failed(_duration(job))
-        self.health.record_job(False)
 
     def _fleet_handing_back_reason(self) -> str:
         return f"handed back by {self.name} before termination"
@@ -290,7 +330,7 @@ class _FleetMixin:
             log.warning("worker %s: job %s handed back to %s", self.name, job.id, job.origin)
             self.metrics.job_handed_back()
         with self.connection.pipeline() as pipe:
-            self.set_current_job_id(None, pipeline=pipe)  # type: ignore[attr-defined]
+            self.set_current_job_id(None, pipeline=pipe)
             pipe.execute()
 
 

@@ -11,7 +11,8 @@ made cumulative when rendered.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -74,22 +75,24 @@ class WorkerMetrics:
         self.key = _key(prefix, worker)
         self.ttl_s = ttl_s
 
-    def job_started(self, pickup_latency_s: float | None) -> None:
-        """A job was picked up, `pickup_latency_s` after it was enqueued (None: unknown)."""
-        with self._pipe() as pipe:
-            pipe.hincrby(self.key, "started", 1)
+    def job_started(self, pickup_latency_s: float | None, pipe: Pipeline | None = None) -> None:
+        """A job was picked up, `pickup_latency_s` after it was enqueued (None: unknown).
+
+        With `pipe`, the writes join the caller's pipeline (one round trip per job).
+        """
+        with self._writing(pipe) as writer:
+            writer.hincrby(self.key, "started", 1)
             if pickup_latency_s is not None:
                 # Enqueuer and worker clocks differ: a small negative latency means "at once".
-                _observe(pipe, self.key, "pickup", PICKUP_BUCKETS, max(0.0, pickup_latency_s))
-            self._commit(pipe)
+                _observe(writer, self.key, "pickup", PICKUP_BUCKETS, max(0.0, pickup_latency_s))
 
-    def job_finished(self, duration_s: float) -> None:
+    def job_finished(self, duration_s: float, pipe: Pipeline | None = None) -> None:
         """A job finished successfully after running `duration_s`."""
-        self._ended("finished", duration_s)
+        self._ended("finished", duration_s, pipe)
 
-    def job_failed(self, duration_s: float) -> None:
+    def job_failed(self, duration_s: float, pipe: Pipeline | None = None) -> None:
         """A job failed after running `duration_s`."""
-        self._ended("failed", duration_s)
+        self._ended("failed", duration_s, pipe)
 
     def job_handed_back(self) -> None:
         """A job was handed back to its queue because the instance is going away."""
@@ -104,11 +107,20 @@ class WorkerMetrics:
         """A termination notice of this kind (spot, rebalance, lifecycle...) was seen."""
         self._count(f"{_NOTICE}{kind}", 1)
 
-    def _ended(self, field: str, duration_s: float) -> None:
-        with self._pipe() as pipe:
-            pipe.hincrby(self.key, field, 1)
-            _observe(pipe, self.key, "duration", DURATION_BUCKETS, max(0.0, duration_s))
-            self._commit(pipe)
+    def _ended(self, field: str, duration_s: float, pipe: Pipeline | None) -> None:
+        with self._writing(pipe) as writer:
+            writer.hincrby(self.key, field, 1)
+            _observe(writer, self.key, "duration", DURATION_BUCKETS, max(0.0, duration_s))
+
+    @contextmanager
+    def _writing(self, pipe: Pipeline | None) -> Iterator[Pipeline]:
+        if pipe is not None:
+            yield pipe
+            pipe.expire(self.key, self.ttl_s)
+            return
+        with self._pipe() as own:
+            yield own
+            self._commit(own)
 
     def _count(self, field: str, n: int) -> None:
         with self._pipe() as pipe:

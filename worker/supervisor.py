@@ -186,6 +186,9 @@ class Supervisor:
                 del self.workers[index]
                 if code != 0:
                     log.error("worker %s exited with %s", worker.name, code)
+                if code != 0 or not (self.draining or self.settings.burst):
+                    # Not asked to stop, yet it stopped (rq quits with 0 when Redis drops):
+                    # whatever it was running goes back now. A no-op when nothing is left.
                     self._recover(worker)
                 if self.draining or (self.settings.burst and code == 0):
                     continue

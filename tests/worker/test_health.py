@@ -73,10 +73,21 @@ def test_window_slides(redis: Redis) -> None:
     # The window is (now - window_s, now]: an event exactly window_s old is out.
     assert health.digest(now=T0 + 64)["jobs_in_window"] == 0
 
-    # A write well after the window trims the old events, so the sets stay bounded.
-    health.record_job(ok=True, now=T0 + 200)
-    assert redis.zcard(health.keys.jobs) == 1
+    # Writes well after the window trim the old events (on a random one in ten), so the sets
+    # stay bounded however long the worker runs.
+    for i in range(60):
+        health.record_job(ok=True, now=T0 + 200 + i)
     assert redis.zcard(health.keys.failures) == 0
+    assert redis.zcard(health.keys.jobs) <= 60
+
+
+def test_sets_stay_bounded_over_many_windows(redis: Redis) -> None:
+    health = WorkerHealth(redis, "i-0abc.2", POLICY)
+    for i in range(3000):  # 50 windows of 60 jobs
+        health.record_job(ok=i % 2 == 0, now=T0 + i)
+    # At most one window (60 s at 1 job/s) plus what accumulates between trims.
+    assert redis.zcard(health.keys.jobs) < 60 + 100
+    assert health.digest(now=T0 + 2999)["jobs_in_window"] == 60
 
 
 def test_error_rate_over_enough_jobs_makes_worker_unhealthy(redis: Redis) -> None:
