@@ -14,12 +14,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from redis import Redis
@@ -31,44 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.jobs import DONE_KEY, mark, noop  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
 from tests.worker.procs import kill_group  # noqa: E402
 from worker.settings import WorkerSettings  # noqa: E402
 
 RQ_CLASSES = {"forking": "rq.worker.Worker", "simple": "rq.worker.SimpleWorker"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_redis(data: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(200):
-        try:
-            Redis.from_url(url).ping()
-            return process, url
-        except Exception:
-            time.sleep(0.05)
-    raise SystemExit("redis-server did not start")
+def enqueue_many(queue: Queue, func: Callable[[int], int], jobs: int) -> list[str]:
+    with queue.connection.pipeline() as pipe:
+        ids = [queue.enqueue(func, i, pipeline=pipe).id for i in range(jobs)]
+        pipe.execute()
+    return ids
 
 
 def worker_command(kind: str, mode: str, url: str, run_dir: Path, burst: bool) -> list[str]:
@@ -114,11 +88,7 @@ def throughput(kind: str, mode: str, url: str, tmp: Path, jobs: int) -> float:
     redis = Redis.from_url(url)
     redis.flushall()
     queue = Queue("default", connection=redis)
-    ids: list[str] = []
-    with redis.pipeline() as pipe:
-        for i in range(jobs):
-            ids.append(queue.enqueue(noop, i, pipeline=pipe).id)
-        pipe.execute()
+    ids = enqueue_many(queue, noop, jobs)
     spawn(worker_command(kind, mode, url, tmp, burst=True)).wait(timeout=600)
     done = [j for j in Job.fetch_many(ids, connection=redis) if j is not None]
     if len(done) != jobs or any(j.get_status() != JobStatus.FINISHED for j in done):
@@ -159,11 +129,7 @@ def chaos(url: str, tmp: Path, jobs: int, processes: int) -> dict[str, int]:
     redis = Redis.from_url(url)
     redis.flushall()
     queue = Queue("default", connection=redis)
-    ids: list[str] = []
-    with redis.pipeline() as pipe:
-        for i in range(jobs):
-            ids.append(queue.enqueue(mark, i, pipeline=pipe).id)
-        pipe.execute()
+    ids = enqueue_many(queue, mark, jobs)
     workers: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(index: int) -> None:
@@ -231,7 +197,8 @@ def main() -> None:
     parser.add_argument("--chaos-only", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fleetkit-bench-"))
-    redis_process, url = start_redis(tmp)
+    server = RedisServer(tmp).start()
+    url = server.url
     rows = []
     try:
         for mode in () if args.chaos_only else ("forking", "simple"):
@@ -242,7 +209,7 @@ def main() -> None:
             rows.append((mode, rq_rate, our_rate, rq_lat, our_lat))
         result = chaos(url, tmp, args.chaos_jobs, args.chaos_processes)
     finally:
-        redis_process.terminate()
+        server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print(
         "| mode | plain rq jobs/s | fleetkit jobs/s | ratio | rq pickup p50/p95/p99 ms "

@@ -248,6 +248,9 @@ class _FleetMixin:
         assert isinstance(job, FleetJob)
         self._fleet_job = job
         self._fleet_unfinished = job.id
+        # Recorded before rq registers the execution (and forks): a hard kill from here on is
+        # recovered by the sweep, not left for rq's lease expiry to fail as abandoned.
+        self.connection.hset(self.liveness.inflight_key, self.name, job.id)
         try:
             super().execute_job(job, queue)  # type: ignore[misc]
             self._fleet_unfinished = None
@@ -267,7 +270,6 @@ class _FleetMixin:
         job = self._fleet_job
         if job_id is None or pipeline is None or job is None or job.id != job_id:
             return
-        self.liveness.started(self.name, job_id, pipeline)
         pickup = time.time() - job.enqueued_at.timestamp() if job.enqueued_at else None
         self.metrics.job_started(pickup, pipeline)
 

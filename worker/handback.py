@@ -17,7 +17,7 @@ from redis import Redis
 from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 from rq.queue import Queue
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import StartedJobRegistry
 
 __all__ = [
     "HANDBACK_META",
@@ -113,9 +113,9 @@ def hand_back(
                 else:
                     job.meta = plan.meta
                     job.set_status(JobStatus.FAILED, pipeline=pipe)
-                    FailedJobRegistry(job.origin, connection=connection, job_class=job_class).add(
-                        job, exc_string=plan.reason, pipeline=pipe
-                    )
+                    # As rq's own registry cleanup does: failed registry plus a Result, so
+                    # `rq info`, rq-dashboard and job.latest_result() show the reason.
+                    job._handle_failure(plan.reason, pipeline=pipe, worker_name="fleetkit")
                 pipe.execute()
                 log.info("job %s %s: %s", job.id, plan.outcome.value, reason)
                 return plan.outcome

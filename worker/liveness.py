@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis import Redis
-from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq.job import Job
 
@@ -59,14 +58,6 @@ class Liveness:
 
     def beat(self, worker: str) -> None:
         self._beat(keys=[self.heartbeats_key], args=[worker])
-
-    def started(self, worker: str, job_id: str, pipe: Pipeline) -> None:
-        """Queue on `pipe`: this worker runs `job_id` (the caller executes the pipeline).
-
-        No heartbeat here: the beacon thread beats every second, and a script call inside rq's
-        MULTI would cost more than it gives.
-        """
-        pipe.hset(self.inflight_key, worker, job_id)
 
     def finished(self, worker: str) -> None:
         self.connection.hdel(self.inflight_key, worker)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from tests.conftest import free_port
+from tests.redis_server import RedisServer, free_port
 from tests.worker import jobs
 from tests.worker.procs import ROOT, descendants, kill_group, runs, wait_for
 from worker.imds_server import LocalImdsServer
@@ -160,38 +159,16 @@ def test_health_and_metrics_endpoint(redis_url: str, tmp_path: Path) -> None:
 
 
 def test_redis_restart_with_aof_loses_no_job(tmp_path: Path) -> None:
-    port = free_port()
     data = tmp_path / "redis"
     data.mkdir()
-    command = [
-        shutil.which("redis-server") or "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(data),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--save",
-        "",
-    ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    redis = Redis.from_url(url)
-    wait_for(lambda: _pings(redis), 10, "redis to start")
+    server = RedisServer(data, appendonly=True).start()
+    redis = Redis.from_url(server.url)
     queue = Queue("default", connection=redis)
     batch = [queue.enqueue(jobs.slow, 0.3) for _ in range(30)]
-    supervisor = fleet_worker(*common(url, tmp_path, "--processes", "2"))
+    supervisor = fleet_worker(*common(server.url, tmp_path, "--processes", "2"))
     try:
         wait_for(lambda: sum(runs(redis, j.id) for j in batch) >= 5, 30, "work to start")
-        server.terminate()
-        server.wait(timeout=10)
-        time.sleep(3)
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        wait_for(lambda: _pings(redis), 10, "redis to come back")
+        server.restart(down_for=3)
         wait_for(
             lambda: all(status(redis, j.id) == JobStatus.FINISHED for j in batch),
             90,
@@ -200,12 +177,4 @@ def test_redis_restart_with_aof_loses_no_job(tmp_path: Path) -> None:
         assert len(FailedJobRegistry(queue=queue)) == 0
     finally:
         kill_group(supervisor)
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def _pings(redis: Redis) -> bool:
-    try:
-        return bool(redis.ping())
-    except Exception:
-        return False
+        server.stop()

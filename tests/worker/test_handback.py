@@ -1,0 +1,143 @@
+"""The hand-back decision (pure) and transaction (real Redis)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+
+from tests.worker import jobs
+from worker.fleet_worker import FleetJob
+from worker.handback import HANDBACK_META, HARD_KILLS_META, Outcome, hand_back, should_hand_back
+
+NOW = 1_000.0
+CASES = [
+    # (started, deadline, mean, timeout, expected)
+    ("no-deadline", 990.0, None, 5.0, 60.0, True),
+    ("fits-by-mean", 990.0, 1_100.0, 30.0, None, False),
+    ("too-long-by-mean", 990.0, 1_100.0, 200.0, None, True),
+    ("inside-margin", 990.0, 1_030.0, 40.0, None, True),  # ends 1030 > 1030 - 15
+    ("timeout-when-no-mean", 990.0, 1_100.0, None, 60.0, False),
+    ("timeout-too-long", 990.0, 1_100.0, None, 600.0, True),
+    ("unknown-length", 990.0, 1_100.0, None, None, True),
+    ("overdue-by-mean", 900.0, 1_100.0, 30.0, None, False),  # already past its mean: ends now
+]
+
+
+@pytest.mark.parametrize(
+    ("started", "deadline", "mean", "timeout", "expected"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_should_hand_back(
+    started: float,
+    deadline: float | None,
+    mean: float | None,
+    timeout: float | None,
+    expected: bool,
+) -> None:
+    assert (
+        should_hand_back(
+            now=NOW,
+            started_at=started,
+            deadline=deadline,
+            safety_margin_s=15,
+            mean_duration_s=mean,
+            timeout_s=timeout,
+        )
+        is expected
+    )
+
+
+def running_job(redis: Redis, worker: str = "w1") -> Job:
+    queue = Queue("default", connection=redis, job_class=FleetJob)
+    job = queue.enqueue(jobs.slow, 10)
+    redis.lrem(queue.key, 0, job.id)  # dequeued
+    with redis.pipeline() as pipe:
+        job.prepare_for_execution(worker, pipe)
+        pipe.execute()
+    return job
+
+
+def test_hard_kills_beyond_the_limit_fail_with_a_reason(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    queue = Queue("default", connection=redis)
+    job = running_job(redis)
+    outcomes = []
+    for round_ in range(3):
+        outcomes.append(
+            hand_back(
+                redis,
+                job.id,
+                reason=f"lost instance {round_}",
+                only_from_worker="w1",
+                hard_kill=True,
+                max_hard_kills=2,
+                job_class=FleetJob,
+            )
+        )
+        if outcomes[-1] is Outcome.REQUEUED:
+            assert queue.get_job_ids() == [job.id]
+            redis.lrem(queue.key, 0, job.id)
+            with redis.pipeline() as pipe:
+                Job.fetch(job.id, connection=redis).prepare_for_execution("w1", pipe)
+                pipe.execute()
+    assert outcomes == [Outcome.REQUEUED, Outcome.REQUEUED, Outcome.FAILED]
+    fresh = Job.fetch(job.id, connection=redis)
+    assert fresh.get_status() == JobStatus.FAILED
+    assert job.id in FailedJobRegistry(queue=queue)
+    assert fresh.meta[HARD_KILLS_META] == 3
+    result = fresh.latest_result()
+    assert result is not None
+    assert "died without notice 3 times (limit 2)" in (result.exc_string or "")
+    assert queue.get_job_ids() == []
+
+
+def test_only_the_named_worker_job_is_taken(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    job = running_job(redis, worker="alive")
+    assert hand_back(redis, job.id, reason="x", only_from_worker="dead") is Outcome.SKIPPED
+    assert Job.fetch(job.id, connection=redis).get_status() == JobStatus.STARTED
+
+
+def test_racing_sweepers_requeue_exactly_once(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    queue = Queue("default", connection=redis)
+    job = running_job(redis)
+    results: list[Outcome] = []
+    barrier = threading.Barrier(8)
+
+    def sweep() -> None:
+        connection = Redis.from_url(redis_url)
+        barrier.wait()
+        results.append(
+            hand_back(
+                connection,
+                job.id,
+                reason="race",
+                only_from_worker="w1",
+                hard_kill=True,
+                job_class=FleetJob,
+            )
+        )
+
+    threads = [threading.Thread(target=sweep) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results).count(Outcome.REQUEUED) == 1
+    assert queue.get_job_ids() == [job.id]
+    assert len(Job.fetch(job.id, connection=redis).meta[HANDBACK_META]) == 1
+
+
+def test_a_queued_job_is_never_pushed_twice(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    queue = Queue("default", connection=redis)
+    job = queue.enqueue(jobs.quick)
+    assert hand_back(redis, job.id, reason="x", allow_queued=True) is Outcome.SKIPPED
+    assert queue.get_job_ids() == [job.id]
