@@ -59,9 +59,6 @@ class Liveness:
     def beat(self, worker: str) -> None:
         self._beat(keys=[self.heartbeats_key], args=[worker])
 
-    def finished(self, worker: str) -> None:
-        self.connection.hdel(self.inflight_key, worker)
-
     def forget(self, worker: str) -> None:
         """A clean exit: nothing of this worker is left to recover."""
         with self.connection.pipeline() as pipe:
