@@ -70,22 +70,22 @@ class Liveness:
         raw = self._dead(keys=[self.heartbeats_key], args=[self.ttl_s])
         return [w.decode() if isinstance(w, bytes) else str(w) for w in raw]
 
-    def sweep(self, *, max_hard_kills: int, job_class: type[Job] = Job) -> list[Recovered]:
-        """Requeue the in-flight job of every worker whose heartbeat expired."""
-        recovered: list[Recovered] = []
-        for worker in self.dead_workers():
-            # Whoever removes the heartbeat owns the recovery; everyone else moves on.
-            if not self.connection.zrem(self.heartbeats_key, worker):
-                continue
-            raw = self.connection.hget(self.inflight_key, worker)
-            self.connection.hdel(self.inflight_key, worker)
-            if raw is None:
-                continue
+    def recover(
+        self, worker: str, *, reason: str, max_hard_kills: int, job_class: type[Job] = Job
+    ) -> Recovered | None:
+        """Hand back the in-flight job of a worker known to be dead, then forget the worker.
+
+        The records go only after the hand back, so a recoverer dying half-way leaves them for
+        the next one.
+        """
+        raw = self.connection.hget(self.inflight_key, worker)
+        recovered = None
+        if raw is not None:
             job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             outcome = hand_back(
                 self.connection,
                 job_id,
-                reason=f"worker {worker} stopped heartbeating (hard kill or lost instance)",
+                reason=reason,
                 only_from_worker=worker,
                 hard_kill=True,
                 max_hard_kills=max_hard_kills,
@@ -94,7 +94,25 @@ class Liveness:
             )
             if outcome is not Outcome.SKIPPED:
                 log.warning("recovered job %s of dead worker %s: %s", job_id, worker, outcome)
-                recovered.append(Recovered(worker, job_id, outcome))
+                recovered = Recovered(worker, job_id, outcome)
+        self.forget(worker)
+        return recovered
+
+    def sweep(self, *, max_hard_kills: int, job_class: type[Job] = Job) -> list[Recovered]:
+        """Requeue the in-flight job of every worker whose heartbeat expired."""
+        recovered: list[Recovered] = []
+        for worker in self.dead_workers():
+            # Whoever removes the heartbeat owns the recovery; everyone else moves on.
+            if not self.connection.zrem(self.heartbeats_key, worker):
+                continue
+            found = self.recover(
+                worker,
+                reason=f"worker {worker} stopped heartbeating (hard kill or lost instance)",
+                max_hard_kills=max_hard_kills,
+                job_class=job_class,
+            )
+            if found is not None:
+                recovered.append(found)
         return recovered
 
 

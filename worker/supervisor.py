@@ -25,7 +25,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.fleet_worker import NOTICE_FILE, FleetJob
-from worker.handback import hand_back
+from worker.liveness import Liveness
 from worker.notices import TerminationNotice, TerminationNoticeSource
 from worker.settings import WorkerSettings
 
@@ -61,6 +61,7 @@ class Supervisor:
         self.on_terminated = on_terminated
         self.host = host or socket.gethostname()
         self.connection = Redis.from_url(settings.redis_url)
+        self.liveness = Liveness(self.connection, ttl_s=settings.heartbeat_ttl_s)
         self.workers: dict[int, WorkerProcess] = {}
         self.draining = False
         self.notice: TerminationNotice | None = None
@@ -83,22 +84,12 @@ class Supervisor:
     def _recover(self, worker: WorkerProcess) -> None:
         """A worker died under us: hand its job back now instead of waiting for its TTL."""
         try:
-            raw = self.connection.hget("fleetkit:inflight", worker.name)
-            if raw:
-                hand_back(
-                    self.connection,
-                    raw.decode() if isinstance(raw, bytes) else str(raw),
-                    reason=f"worker {worker.name} exited with {worker.process.returncode}",
-                    only_from_worker=worker.name,
-                    hard_kill=True,
-                    max_hard_kills=self.settings.max_hard_kills,
-                    job_class=FleetJob,
-                    allow_queued=True,
-                )
-            with self.connection.pipeline() as pipe:
-                pipe.zrem("fleetkit:heartbeats", worker.name)
-                pipe.hdel("fleetkit:inflight", worker.name)
-                pipe.execute()
+            self.liveness.recover(
+                worker.name,
+                reason=f"worker {worker.name} exited with {worker.process.returncode}",
+                max_hard_kills=self.settings.max_hard_kills,
+                job_class=FleetJob,
+            )
         except RedisError as exc:
             log.warning("could not recover %s now (the sweep will): %s", worker.name, exc)
 
