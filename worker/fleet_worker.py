@@ -33,11 +33,21 @@ from worker.health import WorkerHealth
 from worker.liveness import Beacon, Liveness, Recovered
 from worker.metrics import WorkerMetrics
 
-__all__ = ["NOTICE_FILE", "FleetJob", "FleetSimpleWorker", "FleetWorker", "mean_duration"]
+__all__ = [
+    "NOTICE_FILE",
+    "QUEUE_STATS_KEY",
+    "FleetJob",
+    "FleetSimpleWorker",
+    "FleetWorker",
+    "mean_duration",
+]
 
 log = logging.getLogger(__name__)
 NOTICE_FILE = "notice.json"
 _DURATIONS_KEY = "fleetkit:durations"
+# Per queue: jobs ended (`<queue>:done`) and their seconds (`<queue>:seconds`), counters the
+# autoscaler samples for completion rate and mean duration. Producers write nothing.
+QUEUE_STATS_KEY = "fleetkit:queue-stats"
 _DUPLICATE_SIGNAL_S = 1.0  # systemd and the supervisor may both deliver one SIGTERM
 
 
@@ -58,6 +68,11 @@ def _duration(job: Job) -> float:
     if job.started_at:
         return max(time.time() - job.started_at.timestamp(), 0.0)
     return 0.0
+
+
+def _count_ended(pipeline: Any, queue: str, duration: float) -> None:
+    pipeline.hincrby(QUEUE_STATS_KEY, f"{queue}:done", 1)
+    pipeline.hincrbyfloat(QUEUE_STATS_KEY, f"{queue}:seconds", duration)
 
 
 def mean_duration(connection: Any, func_name: str) -> float | None:
@@ -91,6 +106,7 @@ class _FleetMixin:
         max_hard_kills: int,
         handback_grace_s: float,
         beat_interval_s: float = 1.0,
+        instance_id: str | None = None,
     ) -> None:
         self.fleet = {
             "redis_url": redis_url,
@@ -103,6 +119,7 @@ class _FleetMixin:
             "max_hard_kills": max_hard_kills,
             "handback_grace_s": handback_grace_s,
             "beat_interval_s": beat_interval_s,
+            "instance_id": instance_id,
         }
         self._fleet_deadline: float | None = None
         self._fleet_draining = False
@@ -129,6 +146,7 @@ class _FleetMixin:
             max_hard_kills=settings["max_hard_kills"],
             job_class=FleetJob,
             on_recovered=self._fleet_recovered,
+            instance=settings["instance_id"],
         )
         beacon.start()
         try:
@@ -281,6 +299,7 @@ class _FleetMixin:
         duration = _duration(job)
         pipeline.hincrbyfloat(_DURATIONS_KEY, f"{job.func_name}:sum", duration)
         pipeline.hincrby(_DURATIONS_KEY, f"{job.func_name}:count", 1)
+        _count_ended(pipeline, job.origin, duration)
         self.metrics.job_finished(duration, pipeline)
         self.health.record_job(True, pipe=pipeline)
 
@@ -289,7 +308,9 @@ class _FleetMixin:
         job = self._fleet_job
         if job is None or pipeline is None:
             return
-        self.metrics.job_failed(_duration(job), pipeline)
+        duration = _duration(job)
+        _count_ended(pipeline, job.origin, duration)
+        self.metrics.job_failed(duration, pipeline)
         self.health.record_job(False, pipe=pipeline)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:

@@ -277,6 +277,10 @@ class LocalImdsServer:
         self._thread: threading.Thread | None = None
 
     @property
+    def instance_id(self) -> str:
+        return self._state.instance_id
+
+    @property
     def url(self) -> str:
         """The base URL, e.g. http://127.0.0.1:8111; the real port once started."""
         return f"http://{self.host}:{self.port}"

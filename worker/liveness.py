@@ -2,8 +2,13 @@
 
 Heartbeats live in one sorted set scored by the Redis server's clock (never the instances'), so a
 sweep finds dead workers with one ZRANGEBYSCORE however large the fleet. Each worker's in-flight
-job is one field of a hash; a sweeper claims a dead worker with ZREM (only one caller gets 1) and
-then hands its job back through the WATCHed transaction in `worker.handback`.
+job is one field of a hash, and the instance it runs on another (the autoscaler reads both to
+find idle instances and to recover the jobs of an instance that left its group).
+
+A sweeper claims a dead worker by moving its heartbeat to now (only one caller can: the score is
+checked and moved in one script), hands its job back through the WATCHed transaction in
+`worker.handback`, and only then forgets it. A sweeper killed half-way leaves the claim to expire
+after one TTL, when the next sweep takes the worker again: no job drops out of tracking.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from rq.job import Job
 
 from worker.handback import Outcome, hand_back
 
-__all__ = ["Beacon", "Liveness", "Recovered"]
+__all__ = ["Beacon", "Liveness", "Recovered", "decode"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,15 @@ _NOW = "local t = redis.call('TIME') return tonumber(t[1]) + tonumber(t[2]) / 10
 _BEAT = """
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+return 1
+"""
+_CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > now - tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
 return 1
 """
 _DEAD = """
@@ -35,6 +49,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, 100)
 """
+
+
+def decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -52,23 +70,31 @@ class Liveness:
         self.ttl_s = ttl_s
         self.heartbeats_key = f"{prefix}:heartbeats"
         self.inflight_key = f"{prefix}:inflight"
+        self.instances_key = f"{prefix}:instances"
         self._beat = connection.register_script(_BEAT)
+        self._claim = connection.register_script(_CLAIM)
         self._dead = connection.register_script(_DEAD)
         self._now = connection.register_script(_NOW)
 
-    def beat(self, worker: str) -> None:
-        self._beat(keys=[self.heartbeats_key], args=[worker])
+    def beat(self, worker: str, instance: str | None = None) -> None:
+        """Mark the worker alive now, and (when known) the instance it runs on."""
+        self._beat(keys=[self.heartbeats_key, self.instances_key], args=[worker, instance or ""])
 
     def forget(self, worker: str) -> None:
         """A clean exit: nothing of this worker is left to recover."""
         with self.connection.pipeline() as pipe:
             pipe.zrem(self.heartbeats_key, worker)
             pipe.hdel(self.inflight_key, worker)
+            pipe.hdel(self.instances_key, worker)
             pipe.execute()
 
     def dead_workers(self) -> list[str]:
         raw = self._dead(keys=[self.heartbeats_key], args=[self.ttl_s])
-        return [w.decode() if isinstance(w, bytes) else str(w) for w in raw]
+        return [decode(w) for w in raw]
+
+    def claim(self, worker: str) -> bool:
+        """Take a dead worker for recovery; False when it is alive or someone else took it."""
+        return bool(self._claim(keys=[self.heartbeats_key], args=[worker, self.ttl_s]))
 
     def recover(
         self, worker: str, *, reason: str, max_hard_kills: int, job_class: type[Job] = Job
@@ -81,7 +107,7 @@ class Liveness:
         raw = self.connection.hget(self.inflight_key, worker)
         recovered = None
         if raw is not None:
-            job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            job_id = decode(raw)
             outcome = hand_back(
                 self.connection,
                 job_id,
@@ -102,8 +128,8 @@ class Liveness:
         """Requeue the in-flight job of every worker whose heartbeat expired."""
         recovered: list[Recovered] = []
         for worker in self.dead_workers():
-            # Whoever removes the heartbeat owns the recovery; everyone else moves on.
-            if not self.connection.zrem(self.heartbeats_key, worker):
+            # Whoever claims the heartbeat owns the recovery; everyone else moves on.
+            if not self.claim(worker):
                 continue
             found = self.recover(
                 worker,
@@ -134,8 +160,10 @@ class Beacon(threading.Thread):
         max_hard_kills: int,
         job_class: type[Job] = Job,
         on_recovered: Callable[[list[Recovered]], None] | None = None,
+        instance: str | None = None,
     ) -> None:
         super().__init__(name=f"beacon-{worker}", daemon=True)
+        self.instance = instance
         self.connection = Redis.from_url(redis_url, socket_timeout=max(interval_s, 1.0))
         self.liveness = Liveness(self.connection, ttl_s=ttl_s)
         self.worker = worker
@@ -146,13 +174,22 @@ class Beacon(threading.Thread):
         self.on_recovered = on_recovered
         self._halt = threading.Event()
 
+    def start(self) -> None:
+        # The first beat is synchronous: a worker killed right after its first dequeue must
+        # already be known to the sweep, or its job would have no one to recover it.
+        try:
+            self.liveness.beat(self.worker, self.instance)
+        except RedisError as exc:
+            log.warning("first heartbeat to Redis failed (will retry): %s", exc)
+        super().start()
+
     def run(self) -> None:
         next_sweep = 0.0
         elapsed = 0.0
         connected_since: float | None = None
         while not self._halt.is_set():
             try:
-                self.liveness.beat(self.worker)
+                self.liveness.beat(self.worker, self.instance)
                 if connected_since is None:
                     connected_since = elapsed
                 # After Redis was unreachable every heartbeat looks stale; sweep only once live

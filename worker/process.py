@@ -38,6 +38,7 @@ def build_worker(settings: WorkerSettings, name: str) -> FleetWorker | FleetSimp
         sweep_interval_s=settings.sweep_interval_s,
         max_hard_kills=settings.max_hard_kills,
         handback_grace_s=settings.handback_grace_s,
+        instance_id=settings.instance_id,
     )
     return worker
 

@@ -30,4 +30,7 @@ class WorkerSettings(BaseModel):
     metrics_host: str = "0.0.0.0"
     burst: bool = False
     name_prefix: str = "fleet"
+    # The EC2 instance the workers run on (from IMDS): lets the autoscaler map workers to
+    # instances, to spare busy ones on scale-in and recover jobs of instances that left.
+    instance_id: str | None = None
     run_dir: str | None = None

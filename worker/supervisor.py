@@ -55,7 +55,10 @@ class Supervisor:
         host: str | None = None,
     ) -> None:
         run_dir = settings.run_dir or tempfile.mkdtemp(prefix="fleetkit-worker-")
-        self.settings = settings.model_copy(update={"run_dir": run_dir})
+        update: dict[str, object] = {"run_dir": run_dir}
+        if host is not None and settings.instance_id is None:
+            update["instance_id"] = host  # the caller passes the EC2 instance id as host
+        self.settings = settings.model_copy(update=update)
         self.run_dir = Path(run_dir)
         self.notices = notices
         self.on_terminated = on_terminated

@@ -16,6 +16,7 @@ from rq.registry import FailedJobRegistry
 
 from tests.worker import jobs
 from tests.worker.procs import kill_group, runs, settings, start_worker, stop, wait_for
+from worker.fleet_worker import QUEUE_STATS_KEY
 from worker.handback import HANDBACK_META, HARD_KILLS_META
 
 pytestmark = pytest.mark.e2e
@@ -159,5 +160,22 @@ def test_real_failures_still_fail(
         wait_for(lambda: worker.poll() is not None, 20, "the burst worker to finish")
         assert status(redis, job.id) == JobStatus.FAILED
         assert job.id in FailedJobRegistry(queue=queue)
+    finally:
+        stop(worker)
+
+
+def test_ended_jobs_are_counted_per_queue_for_the_autoscaler(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    queue = Queue("default", connection=redis)
+    queue.enqueue(jobs.slow, 0.2)
+    queue.enqueue(jobs.slow, 0.2)
+    queue.enqueue(jobs.failing)
+    _, worker = start_worker(settings(redis_url, tmp_path, forking=False, burst=True))
+    try:
+        wait_for(lambda: worker.poll() is not None, 20, "the burst worker to finish")
+        stats = {k.decode(): float(v) for k, v in redis.hgetall(QUEUE_STATS_KEY).items()}
+        assert stats["default:done"] == 3  # finished and failed alike
+        assert stats["default:seconds"] >= 0.4
     finally:
         stop(worker)
