@@ -1,13 +1,343 @@
-"""`autoscaler`: sizes the fleet from queue depth. Its commands arrive with the autoscaler issue;
-until then the entry point exists so the console script installs and says so.
+"""`autoscaler`: run the daemon, burst a pool by hand, end a hold, show the fleet.
+
+Thin: parse, build the edges (Redis, AWS), call the library, render. Every environment comes
+from `--env` or `FLEETKIT_ENV`; Redis from the environment file, overridden by FLEETKIT_REDIS_URL.
 """
 
 from __future__ import annotations
 
+import functools
+import getpass
+import json
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, TypeVar
+
 import click
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler import manual
+from autoscaler.asg import AsgCapacityProvider
+from autoscaler.daemon import Autoscaler
+from autoscaler.errors import AutoscalerError, UsageError
+from autoscaler.holds import DEFAULT_HOLD_S, HoldStore, parse_duration
+from autoscaler.keys import hold_key, leader_key
+from autoscaler.leader import LeaderLock
+from autoscaler.manual import validate_scale
+from autoscaler.metrics import AutoscalerMetrics
+from autoscaler.policy import QueueDrainPolicy
+from autoscaler.rq_source import RqQueueDepthSource
+from autoscaler.status import fleet_status
+from infra.aws import AwsClients, resolve_redis_url
+from infra.environment import Environment, load_environment
+from infra.errors import InfraError
+from worker.health_server import HealthServer
+
+__all__ = ["main"]
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+log = logging.getLogger("autoscaler")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(command: F) -> F:
+    """Our errors become one red line on stderr: exit 2 for bad input, 1 otherwise."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UsageError as exc:
+            errors.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            sys.exit(2)
+        except InfraError as exc:
+            errors.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except AutoscalerError as exc:
+            errors.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+env_option = click.option(
+    "--env",
+    "env_ref",
+    envvar="FLEETKIT_ENV",
+    required=True,
+    metavar="ENV",
+    help="Environment name or .toml path (default: $FLEETKIT_ENV).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+class _Edges:
+    """The environment with its Redis and AWS clients, built once per command."""
+
+    def __init__(self, env_ref: str) -> None:
+        self.env: Environment = load_environment(env_ref)
+        self.clients = AwsClients.for_environment(self.env)
+        url = resolve_redis_url(self.env, self.clients)
+        # Fail fast instead of hanging a tick: the daemon keeps capacity and tries next tick.
+        self.redis = Redis.from_url(
+            url, socket_timeout=3, socket_connect_timeout=3, retry=Retry(NoBackoff(), 1)
+        )
+
+    def source(self) -> RqQueueDepthSource:
+        env = self.env
+        return RqQueueDepthSource(
+            self.redis,
+            heartbeat_ttl_s=env.autoscaler.heartbeat_ttl_s,
+            rate_window_s={name: pool.scaling.rate_window_s for name, pool in env.pools.items()},
+            hold_key=lambda pool: hold_key(env.name, pool),
+        )
+
+    def provider(self) -> AsgCapacityProvider:
+        return AsgCapacityProvider(
+            self.clients.client("autoscaling"), self.env.name, ec2=self.clients.client("ec2")
+        )
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 @click.group()
 @click.version_option(package_name="fleetkit")
 def main() -> None:
-    """fleetkit autoscaler (not built yet: `run`, `scale` and `release` come next)."""
+    """fleetkit autoscaler: sizes each pool's spot and on-demand groups from its queues."""
+
+
+@main.command()
+@env_option
+@click.option("--once", is_flag=True, help="Run one tick and exit (1 if it hit errors).")
+@click.option("--dry-run", is_flag=True, help="Decide and log, change nothing.")
+@click.option("--interval", type=click.FloatRange(min=0.1), help="Seconds between ticks.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="/healthz and /metrics port.")
+@reports_errors
+def run(
+    env_ref: str, once: bool, dry_run: bool, interval: float | None, metrics_port: int | None
+) -> None:
+    """Tick every INTERVAL: read queues and groups, decide, apply."""
+    _configure_logging()
+    edges = _Edges(env_ref)
+    settings = edges.env.autoscaler
+    interval_s = interval or settings.interval_s
+    metrics = AutoscalerMetrics(interval_s)
+    lock = LeaderLock(
+        edges.redis, leader_key(edges.env.name), ttl_s=max(settings.leader_ttl_s, 3 * interval_s)
+    )
+    daemon = Autoscaler(
+        edges.env,
+        connection=edges.redis,
+        source=edges.source(),
+        provider=edges.provider(),
+        policy=QueueDrainPolicy(),
+        lock=lock,
+        metrics=metrics,
+        dry_run=dry_run,
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the current tick", signum)
+        daemon.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    server = None
+    if not once and port is not None:
+        server = HealthServer(settings.metrics_host, port, metrics.health, metrics.render)
+        server.start()
+        log.info("health and metrics on port %d", server.port)
+    log.info(
+        "autoscaler for %s: %d pool(s), every %gs%s",
+        edges.env.name,
+        len(edges.env.pools),
+        interval_s,
+        " (dry run)" if dry_run else "",
+    )
+    try:
+        if once:
+            report = daemon.tick()
+            if lock.token is not None and not dry_run:
+                lock.release()
+            if report.errors:
+                sys.exit(1)
+            return
+        daemon.run(interval_s)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _parse_count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"N {text!r}: not a whole number") from None
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("pool")
+@click.argument("count", metavar="N")
+@env_option
+@click.option(
+    "--hold",
+    "hold_text",
+    default=f"{DEFAULT_HOLD_S // 60}m",
+    show_default=True,
+    help="Keep at least N this long (0: no hold).",
+)
+@json_option
+@reports_errors
+def scale(pool: str, count: str, env_ref: str, hold_text: str, as_json: bool) -> None:
+    """Set POOL to N instances now (spot first), held at N or more for --hold."""
+    n = _parse_count(count)
+    hold_s = parse_duration(hold_text)
+    env = load_environment(env_ref)
+    validate_scale(env, pool, n)  # before any connection: bad input changes nothing
+    edges = _Edges(env_ref)
+    source = edges.source()
+    by = f"{getpass.getuser()}@{socket.gethostname()}"
+    result = scale_pool(edges, pool, n, hold_s, source, by)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for line in result["changes"] or ["no change to the groups"]:
+        console.print(f"{pool}: {line}")
+    if result["busy_left"]:
+        console.print(
+            f"{pool}: {result['busy_left']} busy or launching instance(s) above {n} stay until idle"
+        )
+    hold = result["hold"]
+    if hold:
+        until = datetime.fromtimestamp(hold["until"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        console.print(f"{pool}: held at ≥ {n} until {until} (autoscaler release {pool} ends it)")
+    else:
+        console.print(f"{pool}: no hold; the daemon sizes it from the queue again")
+
+
+def scale_pool(
+    edges: _Edges, pool: str, n: int, hold_s: float, source: RqQueueDepthSource, by: str
+) -> dict[str, Any]:
+    env = edges.env
+
+    def busy() -> frozenset[str]:
+        return source.read({p: s.queues for p, s in env.pools.items()}).busy_instances
+
+    result = manual.scale(
+        env,
+        pool,
+        n,
+        hold_s=hold_s,
+        provider=edges.provider(),
+        holds=HoldStore(edges.redis, env.name),
+        busy=busy,
+        by=by,
+    )
+    return {
+        "pool": pool,
+        "count": n,
+        "desired": {c.value: v for c, v in result.plan.desired.items()},
+        "terminated": [i for _, i in result.plan.terminate],
+        "busy_left": result.plan.busy_left,
+        "changes": result.applied,
+        "hold": None
+        if result.hold is None
+        else {"count": result.hold.count, "until": result.hold.until},
+    }
+
+
+@main.command(name="release")
+@click.argument("pool")
+@env_option
+@json_option
+@reports_errors
+def release_command(pool: str, env_ref: str, as_json: bool) -> None:
+    """End POOL's hold: the daemon sizes it from the queue again."""
+    env = load_environment(env_ref)
+    if pool not in env.pools:
+        validate_scale(env, pool, 0)  # raises the one-line UsageError
+    edges = _Edges(env_ref)
+    ended = manual.release(edges.env, pool, HoldStore(edges.redis, edges.env.name))
+    if as_json:
+        click.echo(json.dumps({"pool": pool, "released": ended}))
+    else:
+        console.print(f"{pool}: hold released" if ended else f"{pool}: no hold to release")
+
+
+@main.command()
+@env_option
+@json_option
+@reports_errors
+def status(env_ref: str, as_json: bool) -> None:
+    """Per pool: queue figures, needed vs desired, groups, hold, last decision."""
+    edges = _Edges(env_ref)
+    digest = fleet_status(
+        edges.env, connection=edges.redis, source=edges.source(), provider=edges.provider()
+    )
+    if as_json:
+        click.echo(json.dumps(digest))
+    else:
+        _render_status(digest)
+    if digest["errors"]:
+        sys.exit(1)
+
+
+def _render_status(digest: dict[str, Any]) -> None:
+    console.print(f"environment {digest['env']}; leader: {digest['leader'] or 'none'}")
+    for name, pool in digest["pools"].items():
+        table = Table(title=f"pool {name} ({', '.join(pool['queues'])})", title_justify="left")
+        for column in ("group", "desired", "in service", "pending", "min", "max"):
+            table.add_column(column)
+        for capacity, group in (pool["groups"] or {}).items():
+            table.add_row(
+                capacity,
+                str(group["desired"]),
+                str(group["in_service"]),
+                str(group["pending"]),
+                str(group["min"]),
+                str(group["max"]),
+            )
+        console.print(table)
+        load = pool["load"]
+        if load:
+            console.print(f"  queued {load['queued']}, in flight {load['in_flight']}")
+        needed = pool["needed_processes"]
+        console.print(
+            f"  needed: {'?' if needed is None else f'{needed:g} processes'} → "
+            f"{pool['target'] if pool['target'] is not None else '?'} instances; "
+            f"desired {pool['desired'] if pool['desired'] is not None else '?'}"
+        )
+        hold = pool["hold"]
+        if hold:
+            until = (
+                "released"
+                if hold["until"] is None
+                else datetime.fromtimestamp(hold["until"], UTC).strftime("%H:%M:%S UTC")
+            )
+            console.print(f"  hold: ≥ {hold['count']} until {until}")
+        last = pool["last_decision"]
+        if last:
+            console.print(
+                f"  last decision ({last['age_s']:g}s ago): {last['action']}: {last['reason']}"
+            )
+        else:
+            console.print("  last decision: none yet (is `autoscaler run` running?)")
+    for error in digest["errors"]:
+        errors.print(f"[yellow]warning:[/] {error}", soft_wrap=True)

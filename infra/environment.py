@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autoscaler.settings import AutoscalerSettings, ScalingSettings
 from infra.errors import ConfigError
 
 __all__ = [
@@ -88,8 +89,8 @@ class ArtifactSettings(_Model):
     bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
-class AutoscalerInstanceSettings(_Model):
-    """The single on-demand instance that runs `autoscaler run`."""
+class AutoscalerInstanceSettings(AutoscalerSettings):
+    """The single on-demand instance that runs `autoscaler run`, and how the daemon ticks."""
 
     instance_type: str = Field(default="t3.micro", pattern=_INSTANCE_TYPE)
     ami: str = Field(
@@ -128,6 +129,7 @@ class PoolSettings(_Model):
     drain_timeout_s: int = Field(default=600, ge=30, le=7200)
     spot: SpotSettings = SpotSettings()
     on_demand: OnDemandSettings = OnDemandSettings()
+    scaling: ScalingSettings = ScalingSettings()
 
     @field_validator("instance_types")
     @classmethod

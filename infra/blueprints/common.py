@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from troposphere import Parameter, Sub, Template
+
+from infra.tags import (
+    LAUNCHING_HOOK,
+    ROLE_AUTOSCALER,
+    ROLE_WORKER,
+    TAG_CAPACITY,
+    TAG_ENV,
+    TAG_POOL,
+    TAG_ROLE,
+    TERMINATING_HOOK,
+    Capacity,
+)
 
 __all__ = [
     "LAUNCHING_HOOK",
@@ -24,17 +34,6 @@ __all__ = [
     "logical_name",
 ]
 
-TAG_ENV = "fleetkit:env"
-TAG_POOL = "fleetkit:pool"
-TAG_CAPACITY = "fleetkit:capacity"
-TAG_ROLE = "fleetkit:role"
-ROLE_WORKER = "worker"
-ROLE_AUTOSCALER = "autoscaler"
-
-# Hook names are fixed so the worker can complete its own lifecycle action without a lookup.
-LAUNCHING_HOOK = "fleetkit-launching"
-TERMINATING_HOOK = "fleetkit-terminating"
-
 VPC_PARAMETER = "VpcId"
 SUBNETS_PARAMETER = "SubnetIds"
 
@@ -42,11 +41,6 @@ SUBNETS_PARAMETER = "SubnetIds"
 def artifact_prefix(env: str) -> str:
     """Key prefix of one environment's artifacts inside the bucket."""
     return f"fleetkit/{env}/"
-
-
-class Capacity(StrEnum):
-    SPOT = "spot"
-    ON_DEMAND = "on-demand"
 
 
 def logical_name(name: str) -> str:

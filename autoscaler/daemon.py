@@ -1,0 +1,315 @@
+"""The daemon: each tick reads every pool's queues and groups, decides with the policy, applies.
+
+Read → decide → apply, behind the seams: `QueueDepthSource` and `CapacityProvider` are the only
+I/O, the policy is pure. Only the leader applies and recovers; `--dry-run` decides and logs and
+changes nothing (it does not even take the lock). Anything unreadable keeps capacity as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from autoscaler.errors import CapacityUnavailable, NotLeader, SourceUnavailable
+from autoscaler.keys import record_key
+from autoscaler.leader import LeaderLock
+from autoscaler.metrics import AutoscalerMetrics
+from autoscaler.model import Decision, Memory, PoolGroups, PoolLimits, PoolState, QueueReading
+from autoscaler.records import decision_dict, memory_from_record, record_json
+from autoscaler.seams import CapacityProvider, QueueDepthSource, ScalingPolicy
+from infra.environment import Environment, PoolSettings
+from worker.fleet_worker import FleetJob
+from worker.liveness import Liveness
+
+__all__ = ["Autoscaler", "TickReport", "pool_limits"]
+
+log = logging.getLogger(__name__)
+decisions_log = logging.getLogger("autoscaler.decision")
+
+# An instance that left its group but still runs (detached) is asked about again after this.
+_STILL_RUNNING_RECHECK_S = 300.0
+
+
+def pool_limits(pool: PoolSettings) -> PoolLimits:
+    scaling = pool.scaling
+    return PoolLimits(
+        min_size=pool.min_size,
+        max_size=pool.max_size,
+        processes_per_instance=pool.processes_per_instance,
+        target_drain_s=scaling.target_drain_s,
+        default_job_duration_s=scaling.default_job_duration_s,
+        stabilization_window_s=scaling.stabilization_window_s,
+        fallback_grace_s=scaling.fallback_grace_s,
+    )
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for callers and tests."""
+
+    leader: bool
+    decisions: list[Decision] = field(default_factory=list)
+    applied: dict[str, bool] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    recovered: int = 0
+
+
+class Autoscaler:
+    def __init__(
+        self,
+        env: Environment,
+        *,
+        connection: Redis,
+        source: QueueDepthSource,
+        provider: CapacityProvider,
+        policy: ScalingPolicy,
+        lock: LeaderLock | None,
+        metrics: AutoscalerMetrics,
+        dry_run: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.env = env
+        self.connection = connection
+        self.source = source
+        self.provider = provider
+        self.policy = policy
+        self.lock = lock
+        self.metrics = metrics
+        self.dry_run = dry_run
+        self.clock = clock
+        settings = env.autoscaler
+        self.liveness = Liveness(connection, ttl_s=settings.heartbeat_ttl_s)
+        self.max_hard_kills = settings.max_hard_kills
+        self.memory: dict[str, Memory] = {}
+        self._memory_loaded = False
+        self._redis_up_since: float | None = None
+        self._still_running: dict[str, float] = {}
+        self._stop = threading.Event()
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self, interval_s: float, *, once: bool = False) -> None:
+        """Tick every `interval_s` until `stop()` (SIGTERM): the current tick always completes."""
+        try:
+            while not self._stop.is_set():
+                began = time.monotonic()
+                self.tick()
+                if once:
+                    return
+                self._stop.wait(max(0.0, interval_s - (time.monotonic() - began)))
+        finally:
+            if self.lock is not None and not self.dry_run:
+                self.lock.release()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- one tick ------------------------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        began = time.monotonic()
+        now = self.clock()
+        report = TickReport(leader=False)
+        leader = report.leader = self._lead(report)
+        if not leader:
+            if not report.errors:
+                log.info("standby: another daemon holds the leader lock")
+            self._finish(began)
+            return report
+        reading = self._read_queues(report)
+        groups = self._read_groups(report)
+        self.metrics.observe_sources(redis=reading is not None, aws=groups is not None)
+        if reading is not None and not self._memory_loaded:
+            self._load_memory()
+        records: dict[str, str] = {}
+        for name, pool in self.env.pools.items():
+            state = PoolState(
+                pool=name,
+                now=now,
+                limits=pool_limits(pool),
+                load=None if reading is None else reading.loads.get(name),
+                groups=None if groups is None else groups.get(name),
+                busy_instances=frozenset() if reading is None else reading.busy_instances,
+                hold=None if reading is None else reading.holds.get(name),
+            )
+            decision = self.policy.decide(state, self.memory.get(name, Memory()))
+            self.memory[name] = decision.memory
+            applied, error = self._apply(decision, state.groups, report)
+            report.decisions.append(decision)
+            report.applied[name] = applied
+            self._log(decision, applied, error)
+            self.metrics.observe_pool(decision, state.load, state.groups)
+            records[record_key(self.env.name, name)] = record_json(
+                decision, at=now, load=state.load, groups=state.groups, applied=applied, error=error
+            )
+        if not self.dry_run:
+            self._write_records(records, report)
+            if reading is not None:
+                report.recovered = self._recover(reading, groups, now, report)
+        self._finish(began)
+        return report
+
+    def _lead(self, report: TickReport) -> bool:
+        if self.dry_run or self.lock is None:
+            self.metrics.is_leader = self.lock is None
+            return True
+        try:
+            leader = self.lock.acquire()
+        except SourceUnavailable as exc:
+            # Without Redis nobody can be sure to lead: act on nothing, keep capacity.
+            log.warning("%s: keeping capacity", exc)
+            report.errors.append(str(exc))
+            self.metrics.observe_sources(redis=False)
+            self.metrics.last_error = str(exc)
+            self._redis_up_since = None
+            leader = False
+        if not leader:
+            self.memory.clear()  # a later leadership starts from the stored memory
+            self._memory_loaded = False
+        self.metrics.is_leader = leader
+        self.metrics.leader.set(1 if leader else 0)
+        return leader
+
+    def _read_queues(self, report: TickReport) -> QueueReading | None:
+        pools = {name: pool.queues for name, pool in self.env.pools.items()}
+        try:
+            reading = self.source.read(pools)
+        except SourceUnavailable as exc:
+            report.errors.append(str(exc))
+            self.metrics.last_error = str(exc)
+            self._redis_up_since = None
+            log.warning("queues unreadable, keeping capacity: %s", exc)
+            return None
+        if self._redis_up_since is None:
+            self._redis_up_since = self.clock()
+        return reading
+
+    def _read_groups(self, report: TickReport) -> Mapping[str, PoolGroups] | None:
+        try:
+            return self.provider.read()
+        except CapacityUnavailable as exc:
+            report.errors.append(str(exc))
+            self.metrics.last_error = str(exc)
+            log.warning("groups unreadable, keeping capacity: %s", exc)
+            return None
+
+    def _apply(
+        self, decision: Decision, groups: PoolGroups | None, report: TickReport
+    ) -> tuple[bool, str | None]:
+        if not decision.changes or groups is None or self.dry_run:
+            return False, None
+        try:
+            if self.lock is not None:
+                self.lock.check()  # fence: a daemon that lost the lock must not touch AWS
+            for capacity, desired in decision.desired.items():
+                self.provider.set_desired(groups.group(capacity), desired)
+                self.metrics.desired_changes.labels(decision.pool, capacity.value).inc()
+            for capacity, instance_id in decision.terminate:
+                self.provider.terminate(instance_id)
+                self.metrics.terminations.labels(decision.pool, capacity.value).inc()
+        except (CapacityUnavailable, NotLeader, SourceUnavailable) as exc:
+            report.errors.append(str(exc))
+            self.metrics.last_error = str(exc)
+            self.metrics.errors.labels(
+                "aws" if isinstance(exc, CapacityUnavailable) else "redis"
+            ).inc()
+            log.error("pool %s: could not apply %s: %s", decision.pool, decision.action, exc)
+            return False, str(exc)
+        return True, None
+
+    def _log(self, decision: Decision, applied: bool, error: str | None) -> None:
+        line = decision_dict(decision)
+        line.update(env=self.env.name, applied=applied, dry_run=self.dry_run)
+        if error:
+            line["error"] = error
+        decisions_log.info(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+
+    def _write_records(self, records: dict[str, str], report: TickReport) -> None:
+        try:
+            if self.lock is not None:
+                self.lock.fenced(records)
+            else:
+                self.connection.mset(records)
+        except (NotLeader, SourceUnavailable, RedisError) as exc:
+            report.errors.append(f"decision records not written: {exc}")
+
+    def _load_memory(self) -> None:
+        """A new leader continues the previous leader's windows rather than starting empty."""
+        names = list(self.env.pools)
+        try:
+            raws = self.connection.mget([record_key(self.env.name, n) for n in names])
+        except RedisError:
+            return
+        for name, raw in zip(names, raws, strict=True):
+            memory = memory_from_record(raw)
+            if memory is not None and name not in self.memory:
+                self.memory[name] = memory
+        self._memory_loaded = True
+
+    # --- recovery ------------------------------------------------------------------------------
+
+    def _recover(
+        self,
+        reading: QueueReading,
+        groups: Mapping[str, PoolGroups] | None,
+        now: float,
+        report: TickReport,
+    ) -> int:
+        """The workers' dead-worker sweep, and the jobs of instances that left their groups."""
+        recovered = 0
+        settled = (
+            self._redis_up_since is not None and now - self._redis_up_since >= self.liveness.ttl_s
+        )
+        try:
+            if settled:  # right after Redis came back, every heartbeat looks stale
+                recovered += len(
+                    self.liveness.sweep(max_hard_kills=self.max_hard_kills, job_class=FleetJob)
+                )
+            if groups is not None:
+                recovered += self._recover_gone_instances(reading, groups, now)
+        except (RedisError, CapacityUnavailable) as exc:
+            report.errors.append(f"recovery: {exc}")
+            log.warning("recovery postponed: %s", exc)
+        if recovered:
+            self.metrics.recovered.inc(recovered)
+        return recovered
+
+    def _recover_gone_instances(
+        self, reading: QueueReading, groups: Mapping[str, PoolGroups], now: float
+    ) -> int:
+        in_groups = frozenset().union(*(g.instance_ids for g in groups.values()))
+        outside = [
+            i
+            for i in reading.workers_by_instance
+            if i not in in_groups
+            and now - self._still_running.get(i, -1e18) >= _STILL_RUNNING_RECHECK_S
+        ]
+        if not outside:
+            return 0
+        gone = self.provider.gone(outside)
+        for instance in outside:
+            if instance not in gone:
+                self._still_running[instance] = now  # detached but running: its workers go on
+        recovered = 0
+        for instance in sorted(gone):
+            for worker in reading.workers_by_instance[instance]:
+                found = self.liveness.recover(
+                    worker,
+                    reason=f"instance {instance} left its group and is terminated",
+                    max_hard_kills=self.max_hard_kills,
+                    job_class=FleetJob,
+                )
+                recovered += found is not None
+        return recovered
+
+    def _finish(self, began: float) -> None:
+        self.metrics.ticks.inc()
+        self.metrics.tick_seconds.observe(time.monotonic() - began)
+        self.metrics.last_tick = time.time()

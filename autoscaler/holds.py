@@ -1,0 +1,108 @@
+"""Manual holds: `autoscaler scale POOL N` keeps the pool at N or more until the hold ends.
+
+A hold is one JSON value per pool with a Redis expiry equal to its duration, so it ends by
+itself even if nobody runs `release`; the daemon reads it in its one round trip per tick.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from autoscaler.errors import SourceUnavailable, UsageError
+from autoscaler.keys import hold_key
+from autoscaler.model import Hold
+
+__all__ = ["DEFAULT_HOLD_S", "HoldStore", "parse_duration", "parse_hold"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOLD_S = 30 * 60
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `90s`, `30m`, `2h`, `1h30m`, `0` → seconds; anything else is a UsageError."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    parts = _PART.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise UsageError(f"--hold {text!r}: not a duration (examples: 0, 90s, 30m, 2h, 1h30m)")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def parse_hold(raw: bytes | str) -> Hold:
+    """`{"count": int, "until": float | null}` → Hold; ValueError when it is anything else."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object: {data!r}")
+    count, until = data.get("count"), data.get("until")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count {count!r} is not a non-negative integer")
+    if until is not None and (isinstance(until, bool) or not isinstance(until, int | float)):
+        raise ValueError(f"until {until!r} is neither a number nor null")
+    return Hold(count=count, until=None if until is None else float(until))
+
+
+class HoldStore:
+    def __init__(
+        self, connection: Redis, env: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.connection = connection
+        self.env = env
+        self.clock = clock
+
+    def get(self, pool: str) -> Hold | None:
+        key = hold_key(self.env, pool)
+        try:
+            raw = self.connection.get(key)
+        except RedisError as exc:
+            raise SourceUnavailable(f"holds: Redis unreachable: {exc}") from exc
+        if raw is None:
+            return None
+        try:
+            return parse_hold(raw)
+        except ValueError as exc:
+            log.warning("ignoring the hold of pool %s at %s: %s", pool, key, exc)
+            return None
+
+    def set(self, pool: str, count: int, duration_s: float, *, by: str = "") -> Hold | None:
+        """Hold the pool at `count` or more for `duration_s`; 0 removes any hold instead."""
+        key = hold_key(self.env, pool)
+        try:
+            if duration_s <= 0:
+                self.connection.delete(key)
+                return None
+            until = self.clock() + duration_s
+            value = json.dumps({"count": count, "until": until, "by": by, "set_at": self.clock()})
+            self.connection.set(key, value, px=math.ceil(duration_s * 1000))
+        except RedisError as exc:
+            raise SourceUnavailable(f"holds: Redis unreachable: {exc}") from exc
+        return Hold(count, until)
+
+    def restore(self, pool: str, previous: Hold | None) -> None:
+        """Put back what was there before (used when the capacity change failed)."""
+        if previous is None or previous.until is None:
+            self.release(pool)
+            return
+        remaining = previous.until - self.clock()
+        if remaining <= 0:
+            self.release(pool)
+        else:
+            self.set(pool, previous.count, remaining)
+
+    def release(self, pool: str) -> bool:
+        """End the pool's hold; False when there was none."""
+        try:
+            return bool(self.connection.delete(hold_key(self.env, pool)))
+        except RedisError as exc:
+            raise SourceUnavailable(f"holds: Redis unreachable: {exc}") from exc

@@ -1,0 +1,83 @@
+"""`autoscaler status`: per pool, live queue figures and groups beside the last decision."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from autoscaler.errors import CapacityUnavailable, SourceUnavailable
+from autoscaler.keys import leader_key, record_key
+from autoscaler.records import group_dict, load_dict
+from autoscaler.seams import CapacityProvider, QueueDepthSource
+from infra.environment import Environment
+
+__all__ = ["fleet_status"]
+
+
+def fleet_status(
+    env: Environment,
+    *,
+    connection: Redis,
+    source: QueueDepthSource,
+    provider: CapacityProvider,
+) -> dict[str, Any]:
+    """Everything `status` shows, as plain JSON-able values; unreadable parts say why."""
+    errors: list[str] = []
+    reading = None
+    try:
+        reading = source.read({name: pool.queues for name, pool in env.pools.items()})
+    except SourceUnavailable as exc:
+        errors.append(str(exc))
+    groups = None
+    try:
+        groups = provider.read()
+    except CapacityUnavailable as exc:
+        errors.append(str(exc))
+    records: list[Any] = [None] * len(env.pools)
+    leader = None
+    try:
+        keys = [record_key(env.name, n) for n in env.pools]
+        records = connection.mget(keys)
+        raw_leader = connection.get(leader_key(env.name))
+        leader = raw_leader.decode() if isinstance(raw_leader, bytes) else raw_leader
+    except RedisError as exc:
+        errors.append(f"decision records: Redis unreachable: {exc}")
+    now = time.time()
+    pools: dict[str, Any] = {}
+    for (name, settings), raw in zip(env.pools.items(), records, strict=True):
+        record = json.loads(raw) if raw else None
+        hold = reading.holds.get(name) if reading is not None else None
+        pool_groups = groups.get(name) if groups is not None else None
+        decision = record["decision"] if record else None
+        pools[name] = {
+            "queues": list(settings.queues),
+            "load": load_dict(reading.loads.get(name)) if reading is not None else None,
+            "needed_processes": decision["needed_processes"] if decision else None,
+            "target": decision["target"] if decision else None,
+            "desired": None
+            if pool_groups is None
+            else pool_groups.spot.desired + pool_groups.on_demand.desired,
+            "groups": None
+            if pool_groups is None
+            else {
+                g.capacity.value: group_dict(g) for g in (pool_groups.spot, pool_groups.on_demand)
+            },
+            "hold": None
+            if hold is None or not hold.active(now)
+            else {"count": hold.count, "until": hold.until},
+            "last_decision": None
+            if record is None
+            else {
+                "at": record["at"],
+                "age_s": round(now - record["at"], 1),
+                "action": decision["action"] if decision else None,
+                "reason": decision["reason"] if decision else None,
+                "applied": record.get("applied"),
+                "error": record.get("error"),
+            },
+        }
+    return {"env": env.name, "leader": leader, "pools": pools, "errors": errors}

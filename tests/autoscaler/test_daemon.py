@@ -1,0 +1,211 @@
+"""The daemon's tick through the seams' test implementations, with a real Redis for the lock,
+the decision records and recovery. AWS itself is covered in test_e2e (moto) and test_asg.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq.job import Job, JobStatus
+
+from autoscaler.daemon import Autoscaler
+from autoscaler.fakes import FakeQueueDepthSource, InMemoryCapacityProvider
+from autoscaler.keys import leader_key, record_key
+from autoscaler.leader import LeaderLock
+from autoscaler.metrics import AutoscalerMetrics
+from autoscaler.model import Action, Capacity, QueueLoad, QueueReading
+from autoscaler.policy import QueueDrainPolicy
+from infra.environment import Environment
+from tests.worker.test_handback import running_job
+from worker.liveness import Liveness
+
+
+def environment(**scaling: Any) -> Environment:
+    return Environment.model_validate(
+        {
+            "name": "test",
+            "region": "us-east-1",
+            "pools": {
+                "workers": {
+                    "queues": ["default"],
+                    "instance_types": ["t3.small"],
+                    "ami": "ami-0123456789abcdef0",
+                    "processes_per_instance": 2,
+                    "max_size": 20,
+                    "on_demand": {"max_size": 8},
+                    "scaling": {"stabilization_window_s": 0, "fallback_grace_s": 90, **scaling},
+                }
+            },
+        }
+    )
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def reading(queued: int = 0, in_flight: int = 0, **extra: Any) -> QueueReading:
+    return QueueReading(loads={"workers": QueueLoad(queued, in_flight)}, **extra)
+
+
+def daemon(
+    redis: Redis,
+    source: FakeQueueDepthSource,
+    provider: InMemoryCapacityProvider,
+    *,
+    env: Environment | None = None,
+    owner: str = "a",
+    dry_run: bool = False,
+    clock: Any = time.time,
+) -> Autoscaler:
+    env = env or environment()
+    return Autoscaler(
+        env,
+        connection=redis,
+        source=source,
+        provider=provider,
+        policy=QueueDrainPolicy(),
+        lock=LeaderLock(redis, leader_key(env.name), ttl_s=30, owner=owner),
+        metrics=AutoscalerMetrics(interval_s=10),
+        dry_run=dry_run,
+        clock=clock,
+    )
+
+
+def provider(**kwargs: Any) -> InMemoryCapacityProvider:
+    return InMemoryCapacityProvider({"workers": (20, 8)}, **kwargs)
+
+
+def test_a_burst_scales_out_in_one_tick_and_logs_why(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = provider()
+    caplog.set_level(logging.INFO, logger="autoscaler.decision")
+    report = daemon(redis, FakeQueueDepthSource(reading(queued=100)), fleet).tick()
+
+    assert fleet.calls == [("set_desired", "workers-spot", 10)]  # 100 * 60 s / 300 s / 2
+    assert report.decisions[0].action is Action.SCALE_OUT
+    line = json.loads(caplog.records[-1].getMessage())
+    assert line["pool"] == "workers" and line["action"] == "scale-out" and line["applied"]
+    assert "spot desired 0 → 10" in line["reason"]
+    record = json.loads(redis.get(record_key("test", "workers")) or "{}")
+    assert record["decision"]["target"] == 10
+
+
+def test_spot_shortfall_moves_to_on_demand_then_back(redis: Redis) -> None:
+    fleet = provider(spot_available=4)
+    source = FakeQueueDepthSource(reading(queued=100))
+    scaler = daemon(redis, source, fleet)
+    scaler.tick()  # spot asked for 10, gets 4 and reports a capacity failure
+    report = scaler.tick()
+    assert report.decisions[0].action is Action.FALLBACK
+    assert "spot capacity failure" in report.decisions[0].reason
+    assert fleet.read()["workers"].on_demand.desired == 6
+
+    fleet.spot_available = None  # spot capacity returns
+    fleet.advance()
+    source.reading = reading(queued=20, in_flight=16)  # still 10 instances' worth
+    report = scaler.tick()
+    groups = fleet.read()["workers"]
+    assert report.decisions[0].action is Action.REPLACE
+    assert (groups.spot.live, groups.on_demand.live) == (10, 0)
+
+
+@pytest.mark.parametrize("outage", ["redis", "aws"])
+def test_unreadable_data_keeps_capacity_and_shows_in_health(redis: Redis, outage: str) -> None:
+    fleet = provider()
+    source = FakeQueueDepthSource(reading(queued=100))
+    scaler = daemon(redis, source, fleet)
+    scaler.tick()
+    source.reading = reading()  # the queue emptied: a sound tick would now scale in
+    source.fail = outage == "redis"
+    fleet.fail_reads = outage == "aws"
+    fleet.calls.clear()
+
+    report = scaler.tick()
+
+    assert fleet.calls == []
+    assert report.decisions[0].action is Action.KEEP
+    health = scaler.metrics.health()
+    assert health["healthy"] is False
+    assert f"{outage} unreadable" in health["reasons"]
+    metrics = scaler.metrics.render().decode()
+    assert f'fleetkit_autoscaler_data_available{{source="{outage}"}} 0.0' in metrics
+
+
+def test_of_two_daemons_exactly_one_acts(redis: Redis) -> None:
+    first_fleet, second_fleet = provider(), provider()
+    source = FakeQueueDepthSource(reading(queued=100))
+    first = daemon(redis, source, first_fleet, owner="a")
+    second = daemon(redis, source, second_fleet, owner="b")
+
+    reports = [first.tick(), second.tick(), first.tick(), second.tick()]
+
+    assert [r.leader for r in reports] == [True, False, True, False]
+    assert len(first_fleet.calls) == 1 and second_fleet.calls == []
+    first.lock.release()  # type: ignore[union-attr]
+    assert second.tick().leader is True
+
+
+def test_dry_run_decides_and_logs_but_changes_nothing(redis: Redis) -> None:
+    fleet = provider()
+    report = daemon(redis, FakeQueueDepthSource(reading(queued=100)), fleet, dry_run=True).tick()
+    assert report.decisions[0].desired == {Capacity.SPOT: 10}
+    assert fleet.calls == []
+    assert redis.get(leader_key("test")) is None  # a dry run never blocks the real daemon
+    assert redis.get(record_key("test", "workers")) is None
+
+
+def test_a_new_leader_continues_the_stabilization_window(redis: Redis) -> None:
+    env = environment(stabilization_window_s=300)
+    fleet = provider()
+    fleet.set_desired(fleet.read()["workers"].spot, 4)
+    source = FakeQueueDepthSource(reading())
+    now = [10_000.0]
+    first = daemon(redis, source, fleet, env=env, owner="a", clock=lambda: now[0])
+    assert first.tick().decisions[0].action is Action.WAIT
+    first.lock.release()  # type: ignore[union-attr]
+
+    now[0] += 301
+    second = daemon(redis, source, fleet, env=env, owner="b", clock=lambda: now[0])
+    report = second.tick()
+    assert report.decisions[0].action is Action.SCALE_IN  # the window was watched by the first
+    assert len(fleet.terminated) == 4
+
+
+def test_jobs_of_an_instance_that_left_its_group_are_requeued_at_once(redis: Redis) -> None:
+    fleet = provider()
+    fleet.set_desired(fleet.read()["workers"].spot, 1)
+    instance = fleet.read()["workers"].spot.instances[0].id
+    job = running_job(redis, worker="w1")
+    liveness = Liveness(redis, ttl_s=10)
+    liveness.beat("w1", instance)
+    redis.hset(liveness.inflight_key, "w1", job.id)
+    fleet.terminate(instance)  # e.g. a spot reclaim that skipped the drain
+
+    source = FakeQueueDepthSource(reading(in_flight=1, workers_by_instance={instance: ("w1",)}))
+    report = daemon(redis, source, fleet).tick()
+
+    assert report.recovered == 1
+    assert Job.fetch(job.id, connection=redis).get_status() == JobStatus.QUEUED
+
+
+def test_sigterm_stops_after_the_current_tick_and_releases_the_lock(redis: Redis) -> None:
+    scaler = daemon(redis, FakeQueueDepthSource(reading()), provider())
+    runner = threading.Thread(target=scaler.run, args=(60,))
+    runner.start()
+    time.sleep(0.3)
+    scaler.stop()
+    runner.join(timeout=5)
+    assert not runner.is_alive()
+    assert redis.get(leader_key("test")) is None

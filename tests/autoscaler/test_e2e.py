@@ -1,0 +1,264 @@
+"""End to end: the `autoscaler` CLI in subprocesses against a stack deployed into the moto HTTP
+server and a real redis-server. Spot shortfalls are not something moto can show: those are in
+test_daemon (fake provider) and test_asg (Stubber).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from redis import Redis
+from rq import Queue
+
+from autoscaler.asg import AsgCapacityProvider
+from autoscaler.holds import HoldStore
+from autoscaler.keys import hold_key
+from autoscaler.manual import scale
+from infra.environment import ENVIRONMENTS_DIR, load_environment
+from tests.redis_server import RedisServer
+from tests.worker import jobs
+from tests.worker.procs import wait_for
+from tests.worker.test_handback import running_job
+from worker.liveness import Liveness
+
+pytestmark = pytest.mark.e2e
+
+REGION = "us-east-1"
+STACK = "fleetkit-local"
+
+
+def autoscaler(
+    *args: str, redis_url: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLEETKIT_REDIS_URL": redis_url, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", "from autoscaler.cli import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def env_file(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local environment with a 500-instance pool and no stabilization wait, deployed once."""
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
+    text = 'name = "local"\n' + (ENVIRONMENTS_DIR / "local.toml").read_text()
+    text = text.replace("max_size = 20", "max_size = 500")
+    text += "\n[pools.workers.scaling]\nstabilization_window_s = 0\n"
+    path = tmp_path_factory.mktemp("env") / "local.toml"
+    path.write_text(text)
+    deployed = subprocess.run(
+        [sys.executable, "-m", "infra", "deploy", "--env", str(path), "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    return path
+
+
+def groups() -> dict[str, dict[str, Any]]:
+    client = boto3.client("autoscaling", region_name=REGION)
+    found = {}
+    for group in client.describe_auto_scaling_groups()["AutoScalingGroups"]:
+        tags = {t["Key"]: t["Value"] for t in group["Tags"]}
+        if tags.get("fleetkit:env") == "local" and tags.get("fleetkit:role") == "worker":
+            found[tags["fleetkit:capacity"]] = group
+    return found
+
+
+def spot_ids() -> set[str]:
+    return {i["InstanceId"] for i in groups()["spot"]["Instances"]}
+
+
+def set_spot(count: int) -> None:
+    client = boto3.client("autoscaling", region_name=REGION)
+    for group in groups().values():
+        client.set_desired_capacity(
+            AutoScalingGroupName=group["AutoScalingGroupName"], DesiredCapacity=0
+        )
+    client.set_desired_capacity(
+        AutoScalingGroupName=groups()["spot"]["AutoScalingGroupName"], DesiredCapacity=count
+    )
+
+
+@pytest.fixture
+def fleet(env_file: Path, redis_url: str) -> Iterator[Path]:
+    set_spot(0)
+    yield env_file
+    set_spot(0)
+
+
+def test_a_burst_scales_out_in_one_tick(fleet: Path, redis_url: str) -> None:
+    queue = Queue("default", connection=Redis.from_url(redis_url))
+    for _ in range(100):
+        queue.enqueue(jobs.slow, 1)
+
+    ran = autoscaler("run", "--env", str(fleet), "--once", redis_url=redis_url)
+
+    assert ran.returncode == 0, ran.stderr
+    # 100 queued * 60 s (default duration) ÷ 300 s drain target = 20 processes, 2 per instance
+    assert groups()["spot"]["DesiredCapacity"] == 10
+    assert len(spot_ids()) == 10
+    assert '"action":"scale-out"' in ran.stderr
+
+
+def test_idle_instances_are_removed_and_the_busy_one_kept(fleet: Path, redis_url: str) -> None:
+    set_spot(3)
+    instances = sorted(spot_ids())
+    redis = Redis.from_url(redis_url)
+    liveness = Liveness(redis, ttl_s=10)
+    for n, instance in enumerate(instances):
+        liveness.beat(f"w{n}", instance)
+    job = running_job(redis, worker="w1")  # in rq's started registry: one job in flight
+    redis.hset("rq:worker:w1", "current_job", job.id)
+
+    ran = autoscaler("run", "--env", str(fleet), "--once", redis_url=redis_url)
+
+    assert ran.returncode == 0, ran.stderr
+    assert spot_ids() == {instances[1]}
+    assert groups()["spot"]["DesiredCapacity"] == 1
+    assert '"action":"scale-in"' in ran.stderr
+
+
+def test_scale_500_holds_against_an_empty_queue_until_released(fleet: Path, redis_url: str) -> None:
+    ran = autoscaler("scale", "workers", "500", "--env", str(fleet), "--json", redis_url=redis_url)
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["desired"] == {"spot": 500}
+    assert groups()["spot"]["DesiredCapacity"] == 500
+    assert len(spot_ids()) == 500
+    redis = Redis.from_url(redis_url)
+    assert redis.pttl(hold_key("local", "workers")) > 29 * 60 * 1000
+
+    tick = autoscaler("run", "--env", str(fleet), "--once", redis_url=redis_url)
+    assert tick.returncode == 0, tick.stderr
+    assert groups()["spot"]["DesiredCapacity"] == 500  # empty queue, yet held
+    assert "hold ≥ 500" in tick.stderr
+
+    released = autoscaler("release", "workers", "--env", str(fleet), redis_url=redis_url)
+    assert released.returncode == 0, released.stderr
+    assert "hold released" in released.stdout
+    assert redis.get(hold_key("local", "workers")) is None
+
+
+def test_scale_is_one_api_call_per_group(fleet: Path, redis_url: str) -> None:
+    env = load_environment(str(fleet))
+    client = boto3.client("autoscaling", region_name=REGION)
+    calls: list[str] = []
+    client.meta.events.register(
+        "before-call.autoscaling.SetDesiredCapacity", lambda **kw: calls.append("set")
+    )
+    provider = AsgCapacityProvider(client, "local", ec2=boto3.client("ec2", region_name=REGION))
+    scale(
+        env,
+        "workers",
+        200,
+        hold_s=0,
+        provider=provider,
+        holds=HoldStore(Redis.from_url(redis_url), "local"),
+        busy=lambda: frozenset(),
+    )
+    assert calls == ["set"]
+    assert groups()["spot"]["DesiredCapacity"] == 200
+
+
+BAD_SCALE = [
+    ("unknown-pool", ["nope", "5"], "pool 'nope'"),
+    ("negative", ["workers", "-1"], "N -1"),
+    ("above-max", ["workers", "501"], "N 501"),
+    ("not-a-number", ["workers", "many"], "N 'many'"),
+    ("bad-hold", ["workers", "5", "--hold", "soon"], "--hold 'soon'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [c[1:] for c in BAD_SCALE], ids=[c[0] for c in BAD_SCALE]
+)
+def test_bad_scale_arguments_exit_2_and_change_nothing(
+    fleet: Path, redis_url: str, args: list[str], message: str
+) -> None:
+    ran = autoscaler("scale", *args, "--env", str(fleet), redis_url=redis_url)
+    assert ran.returncode == 2
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], ran.stderr
+    assert groups()["spot"]["DesiredCapacity"] == 0
+    assert Redis.from_url(redis_url).get(hold_key("local", "workers")) is None
+
+
+def test_redis_stopped_keeps_capacity(fleet: Path, tmp_path: Path) -> None:
+    server = RedisServer(tmp_path).start()
+    Queue("default", connection=Redis.from_url(server.url)).enqueue(jobs.slow, 1)
+    set_spot(3)
+    before = spot_ids()
+    server.stop()
+
+    ran = autoscaler("run", "--env", str(fleet), "--once", redis_url=server.url)
+
+    assert ran.returncode == 1
+    assert "keeping capacity" in ran.stderr
+    assert groups()["spot"]["DesiredCapacity"] == 3
+    assert spot_ids() == before
+
+
+def test_two_daemons_one_acts_and_sigterm_stops_both(fleet: Path, redis_url: str) -> None:
+    queue = Queue("default", connection=Redis.from_url(redis_url))
+    for _ in range(10):
+        queue.enqueue(jobs.slow, 1)
+    env = {**os.environ, "FLEETKIT_REDIS_URL": redis_url}
+    args = ["run", "--env", str(fleet), "--interval", "0.5", "--metrics-port", "0"]
+    daemons = [
+        subprocess.Popen(
+            [sys.executable, "-c", "from autoscaler.cli import main; main()", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        wait_for(lambda: groups()["spot"]["DesiredCapacity"] == 1, 30, "a daemon to scale out")
+        time.sleep(2)  # several ticks each
+        for daemon in daemons:
+            daemon.send_signal(signal.SIGTERM)
+        logs = [d.communicate(timeout=20)[1] for d in daemons]
+    finally:
+        for daemon in daemons:
+            if daemon.poll() is None:
+                daemon.kill()
+    assert [d.returncode for d in daemons] == [0, 0]
+    acting = [log for log in logs if '"action":"scale-out"' in log]
+    standby = [log for log in logs if "standby: another daemon holds the leader lock" in log]
+    assert len(acting) == 1 and len(standby) == 1
+    assert "standby" not in acting[0]
+
+
+def test_status_shows_groups_and_the_last_decision(fleet: Path, redis_url: str) -> None:
+    Queue("default", connection=Redis.from_url(redis_url)).enqueue(jobs.slow, 1)
+    assert autoscaler("run", "--env", str(fleet), "--once", redis_url=redis_url).returncode == 0
+
+    ran = autoscaler("status", "--env", str(fleet), "--json", redis_url=redis_url)
+
+    assert ran.returncode == 0, ran.stderr
+    pool = json.loads(ran.stdout)["pools"]["workers"]
+    assert pool["load"]["queued"] == 1
+    assert pool["groups"]["spot"]["desired"] == 1
+    assert pool["groups"]["on-demand"]["desired"] == 0
+    assert pool["last_decision"]["action"] == "scale-out"
+    assert pool["target"] == 1
+    text = autoscaler("status", "--env", str(fleet), redis_url=redis_url)
+    assert text.returncode == 0 and "last decision" in text.stdout
