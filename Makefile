@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test demo lint bench-worker clean
+.PHONY: install test demo lint bench-worker bench-autoscaler clean
 
 install: $(STAMP) redis-server
 
@@ -41,3 +41,6 @@ clean:
 
 bench-worker: install
 	$(BIN)/python bench/worker.py
+
+bench-autoscaler: install
+	$(BIN)/python bench/autoscaler.py

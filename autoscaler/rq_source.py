@@ -1,13 +1,15 @@
 """`QueueDepthSource` over Redis: rq's queues and registries plus the workers' heartbeats.
 
-A read costs two pipelined round trips however many queues and workers there are:
+A read costs two pipelined round trips however many queues and workers there are, each of a
+fixed handful of commands (per-key loops run inside Redis, in small Lua scripts, because
+redis-py spends tens of microseconds per pipelined command):
 
 1. Redis TIME; per queue LLEN of the queue and ZCARD of rq's started registry (jobs in flight);
    the ended-job counters (`worker.fleet_worker.QUEUE_STATS_KEY`); the live workers (heartbeat
-   newer than the TTL by Redis's own clock, as the heartbeats are scored, filtered by a Lua
-   snippet); the worker → instance map; each pool's hold.
-2. rq's `current_job` field of every live worker on a known instance, which rq sets when a job
-   starts and deletes when it ends. Skipped when no such worker is alive.
+   newer than the TTL by Redis's own clock, as the heartbeats are scored); the worker →
+   instance map; every pool's hold (MGET).
+2. Whether rq's `current_job` field exists for every live worker on a known instance (rq sets
+   it when a job starts and deletes it when it ends). Skipped when no such worker is alive.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from autoscaler.holds import parse_hold
 from autoscaler.model import Hold, QueueLoad, QueueReading
 from autoscaler.rates import RateWindow
 from worker.fleet_worker import QUEUE_STATS_KEY
-from worker.liveness import decode
 
 __all__ = ["DEFAULT_RATE_WINDOW_S", "HEARTBEATS_KEY", "INSTANCES_KEY", "RqQueueDepthSource"]
 
@@ -41,6 +42,19 @@ DEFAULT_RATE_WINDOW_S = 60.0
 
 # EVAL rather than a registered script: redis-py loads registered scripts into a pipeline with
 # an extra round trip (SCRIPT EXISTS) on every execute.
+_DEPTHS = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  out[#out + 1] = redis.call('LLEN', KEYS[i])
+  out[#out + 1] = redis.call('ZCARD', KEYS[i + 1])
+end
+return out
+"""
+_BUSY = """
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HEXISTS', KEYS[i], 'current_job') end
+return out
+"""
 _LIVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -115,23 +129,34 @@ class RqQueueDepthSource:
     def _snapshot(self, pools: Mapping[str, Sequence[str]]) -> _Snapshot:
         queues = sorted({q for names in pools.values() for q in names})
         hold_keys = {p: self.hold_key(p) for p in pools} if self.hold_key is not None else {}
+        depth_keys = [
+            key
+            for queue in queues
+            for key in (
+                Queue.redis_queue_namespace_prefix + queue,
+                StartedJobRegistry.key_template.format(queue),
+            )
+        ]
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.time()
-            for queue in queues:
-                pipe.llen(Queue.redis_queue_namespace_prefix + queue)
-                pipe.zcard(StartedJobRegistry.key_template.format(queue))
+            if depth_keys:
+                pipe.eval(_DEPTHS, len(depth_keys), *depth_keys)
             pipe.hgetall(QUEUE_STATS_KEY)
             pipe.eval(_LIVE, 1, HEARTBEATS_KEY, self.heartbeat_ttl_s)
             pipe.hgetall(INSTANCES_KEY)
-            for key in hold_keys.values():
-                pipe.get(key)
+            if hold_keys:
+                pipe.mget(list(hold_keys.values()))
             replies = iter(pipe.execute())
         seconds, micros = next(replies)
-        depths = {q: (int(next(replies)), int(next(replies))) for q in queues}
+        counts = iter(next(replies) if depth_keys else [])
+        depths = {q: (int(next(counts)), int(next(counts))) for q in queues}
         stats = _decoded(next(replies))
-        live = [decode(w) for w in next(replies)]
+        live = [w.decode() if isinstance(w, bytes) else w for w in next(replies)]
         instances = _decoded(next(replies))
-        raw_holds = {pool: (key, next(replies)) for pool, key in hold_keys.items()}
+        held = next(replies) if hold_keys else []
+        raw_holds = {
+            pool: (key, value) for (pool, key), value in zip(hold_keys.items(), held, strict=True)
+        }
         return _Snapshot(seconds + micros / 1_000_000, depths, stats, live, instances, raw_holds)
 
     def _busy(self, placed: Mapping[str, str]) -> set[str]:
@@ -139,11 +164,11 @@ class RqQueueDepthSource:
         if not placed:
             return set()
         names = sorted(placed)
+        keys = [Worker.redis_worker_namespace_prefix + name for name in names]
         with self.connection.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(Worker.redis_worker_namespace_prefix + name, "current_job")
-            jobs = pipe.execute()
-        return {placed[name] for name, job in zip(names, jobs, strict=True) if job}
+            pipe.eval(_BUSY, len(keys), *keys)
+            (running,) = pipe.execute()
+        return {placed[name] for name, job in zip(names, running, strict=True) if job}
 
     def _load(self, pool: str, queues: Sequence[str], snap: _Snapshot, now: float) -> QueueLoad:
         queued = in_flight = done = 0
@@ -166,7 +191,9 @@ class RqQueueDepthSource:
 
 
 def _decoded(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {decode(k): decode(v) for k, v in raw.items()}
+    if raw and isinstance(next(iter(raw)), bytes):  # one check, not one per field
+        return {k.decode(): v.decode() for k, v in raw.items()}
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 def _holds(raw_holds: Mapping[str, tuple[str, bytes | str | None]]) -> dict[str, Hold]:

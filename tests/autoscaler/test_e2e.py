@@ -26,7 +26,7 @@ from autoscaler.holds import HoldStore
 from autoscaler.keys import hold_key
 from autoscaler.manual import scale
 from infra.environment import ENVIRONMENTS_DIR, load_environment
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.worker import jobs
 from tests.worker.procs import wait_for
 from tests.worker.test_handback import running_job
@@ -262,3 +262,51 @@ def test_status_shows_groups_and_the_last_decision(fleet: Path, redis_url: str) 
     assert pool["target"] == 1
     text = autoscaler("status", "--env", str(fleet), redis_url=redis_url)
     assert text.returncode == 0 and "last decision" in text.stdout
+
+
+def test_health_and_metrics_report_a_redis_outage(fleet: Path, tmp_path: Path) -> None:
+    server = RedisServer(tmp_path).start()
+    port = free_port()
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from autoscaler.cli import main; main()",
+            "run",
+            "--env",
+            str(fleet),
+        ]
+        + ["--interval", "0.5", "--metrics-port", str(port)],
+        env={**os.environ, "FLEETKIT_REDIS_URL": server.url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def health() -> tuple[int, dict[str, Any]]:
+        try:
+            answer = requests.get(f"{base}/healthz", timeout=2)
+        except requests.ConnectionError:
+            return 0, {}
+        return answer.status_code, answer.json()
+
+    try:
+        wait_for(lambda: health()[0] == 200, 30, "the daemon to report healthy")
+        assert health()[1]["leader"] is True
+        metrics = requests.get(f"{base}/metrics", timeout=2).text
+        assert 'fleetkit_autoscaler_desired_capacity{capacity="spot",pool="workers"} 0.0' in metrics
+        assert "fleetkit_autoscaler_ticks_total" in metrics
+
+        server.stop()
+        wait_for(lambda: health()[0] == 503, 30, "the daemon to report the outage")
+        assert "redis unreadable" in health()[1]["reasons"]
+        metrics = requests.get(f"{base}/metrics", timeout=2).text
+        assert 'fleetkit_autoscaler_data_available{source="redis"} 0.0' in metrics
+        assert groups()["spot"]["DesiredCapacity"] == 0
+
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        server.stop()

@@ -108,6 +108,26 @@ BAD_CASES = [
         "pool name 'autoscaler' is reserved",
     ),
     ("no-region", VALID.replace('region = "eu-west-1"', ""), "region: Field required"),
+    (
+        "zero-drain-target",
+        VALID + "[pools.workers.scaling]\ntarget_drain_s = 0\n",
+        "pools.workers.scaling.target_drain_s: Input should be greater than 0 (got 0)",
+    ),
+    (
+        "unknown-scaling-key",
+        VALID + "[pools.workers.scaling]\ncooldown = 5\n",
+        "pools.workers.scaling.cooldown: unknown key",
+    ),
+    (
+        "negative-grace",
+        VALID + "[pools.workers.scaling]\nfallback_grace_s = -1\n",
+        "pools.workers.scaling.fallback_grace_s",
+    ),
+    (
+        "lock-shorter-than-tick",
+        VALID + "[autoscaler]\ninterval_s = 60\nleader_ttl_s = 30\n",
+        "autoscaler: leader_ttl_s 30 must be longer than interval_s 60",
+    ),
     ("bad-toml", VALID + "[pools\n", "invalid TOML"),
 ]
 

@@ -1,0 +1,177 @@
+"""`make bench-autoscaler`: the cost of one daemon tick, AWS excluded.
+
+A private redis-server holds 100 queues (20 pools × 5) with jobs, started registries, per-queue
+counters, and N worker records (heartbeat, instance, rq worker hash; half of them busy). The
+daemon ticks with the real Redis source, leader lock, decision records and dead-worker sweep;
+the capacity provider is the in-memory one, so no AWS call is timed. Reported: tick time
+percentiles at 1,000 workers, and Redis round trips per tick for 10, 100 and 1,000 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from redis.connection import AbstractConnection
+from rq import Queue
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autoscaler.daemon import Autoscaler  # noqa: E402
+from autoscaler.fakes import InMemoryCapacityProvider  # noqa: E402
+from autoscaler.keys import hold_key, leader_key  # noqa: E402
+from autoscaler.leader import LeaderLock  # noqa: E402
+from autoscaler.metrics import AutoscalerMetrics  # noqa: E402
+from autoscaler.policy import QueueDrainPolicy  # noqa: E402
+from autoscaler.rq_source import RqQueueDepthSource  # noqa: E402
+from bench.jobs import noop  # noqa: E402
+from infra.environment import Environment  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+from worker.fleet_worker import QUEUE_STATS_KEY  # noqa: E402
+from worker.liveness import Liveness  # noqa: E402
+
+POOLS = 20
+QUEUES_PER_POOL = 5
+PROCESSES_PER_INSTANCE = 2
+
+
+class RoundTrips:
+    """Counts commands and pipelines sent to Redis (one send = one round trip)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._original = AbstractConnection.send_packed_command
+
+    def __enter__(self) -> RoundTrips:
+        original = self._original
+
+        def counting(conn: AbstractConnection, command: Any, check_health: bool = True) -> None:
+            self.count += 1
+            original(conn, command, check_health)
+
+        AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        AbstractConnection.send_packed_command = self._original  # type: ignore[method-assign]
+
+
+def environment() -> Environment:
+    pools = {
+        f"pool-{p}": {
+            "queues": [f"q{p}-{q}" for q in range(QUEUES_PER_POOL)],
+            "instance_types": ["t3.small"],
+            "ami": "ami-0123456789abcdef0",
+            "processes_per_instance": PROCESSES_PER_INSTANCE,
+            "max_size": 500,
+        }
+        for p in range(POOLS)
+    }
+    return Environment.model_validate({"name": "bench", "region": "us-east-1", "pools": pools})
+
+
+def populate(redis: Redis, env: Environment, provider: InMemoryCapacityProvider, workers: int) -> None:
+    redis.flushall()
+    liveness = Liveness(redis, ttl_s=60)
+    with redis.pipeline() as pipe:
+        for pool in env.pools.values():
+            for name in pool.queues:
+                queue = Queue(name, connection=redis)
+                for _ in range(10):
+                    queue.enqueue(noop, 0, pipeline=pipe)
+                pipe.hincrby(QUEUE_STATS_KEY, f"{name}:done", 100)
+                pipe.hincrbyfloat(QUEUE_STATS_KEY, f"{name}:seconds", 250.0)
+        pipe.execute()
+    per_pool = max(1, workers // PROCESSES_PER_INSTANCE // len(env.pools))
+    names = list(env.pools)
+    for name in names:
+        groups = provider.read()[name]
+        provider.set_desired(groups.spot, per_pool)
+    instances = [i.id for name in names for i in provider.read()[name].spot.instances]
+    with redis.pipeline() as pipe:
+        for n in range(workers):
+            worker = f"fleet.bench.{n}"
+            instance = instances[n // PROCESSES_PER_INSTANCE % len(instances)]
+            pipe.hset(liveness.instances_key, worker, instance)
+            pipe.zadd(liveness.heartbeats_key, {worker: time.time() + 3600})
+            if n % 2:
+                pipe.hset(f"rq:worker:{worker}", "current_job", f"job-{n}")
+        pipe.set(hold_key(env.name, names[0]), json.dumps({"count": 1, "until": None}))
+        pipe.execute()
+
+
+def build(redis: Redis, env: Environment, provider: InMemoryCapacityProvider) -> Autoscaler:
+    source = RqQueueDepthSource(
+        redis, heartbeat_ttl_s=60, hold_key=lambda pool: hold_key(env.name, pool)
+    )
+    return Autoscaler(
+        env,
+        connection=redis,
+        source=source,
+        provider=provider,
+        policy=QueueDrainPolicy(),
+        lock=LeaderLock(redis, leader_key(env.name), ttl_s=30),
+        metrics=AutoscalerMetrics(interval_s=10),
+    )
+
+
+def measure(redis: Redis, workers: int, ticks: int) -> dict[str, float]:
+    env = environment()
+    provider = InMemoryCapacityProvider({name: (500, 100) for name in env.pools})
+    populate(redis, env, provider, workers)
+    daemon = build(redis, env, provider)
+    for _ in range(5):  # warm-up: the lock, Lua scripts, rate windows, the memory load
+        daemon.tick()
+    # Time the dead-worker sweep too: it waits one heartbeat TTL after Redis (re)connects.
+    daemon._redis_up_since = 0.0
+    timings = []
+    with RoundTrips() as trips:
+        for _ in range(ticks):
+            began = time.perf_counter()
+            report = daemon.tick()
+            timings.append((time.perf_counter() - began) * 1000)
+            assert report.leader and not report.errors, report.errors
+        per_tick = trips.count / ticks
+    timings.sort()
+    return {
+        "workers": workers,
+        "queues": POOLS * QUEUES_PER_POOL,
+        "ticks": ticks,
+        "p50_ms": round(statistics.median(timings), 2),
+        "p95_ms": round(timings[int(0.95 * (len(timings) - 1))], 2),
+        "max_ms": round(timings[-1], 2),
+        "round_trips_per_tick": round(per_tick, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ticks", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fleetkit-bench-") as tmp:
+        server = RedisServer(Path(tmp)).start()
+        try:
+            redis = Redis.from_url(server.url)
+            results = [measure(redis, workers, args.ticks) for workers in (10, 100, 1000)]
+        finally:
+            server.stop()
+    print("| workers | queues | tick p50 ms | tick p95 ms | tick max ms | Redis round trips/tick |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['workers']:,} | {r['queues']} | {r['p50_ms']} | {r['p95_ms']} | "
+            f"{r['max_ms']} | {r['round_trips_per_tick']:g} |"
+        )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
