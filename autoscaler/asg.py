@@ -89,7 +89,7 @@ _FAILED = frozenset({"Failed", "Cancelled"})
 # TerminateInstanceInAutoScalingGroup's ValidationErrors for an instance that already left or is
 # leaving: "Instance Id not found - No managed instance found for instance ID: i-…", and
 # "The instance i-… is not in InService or EnteringStandby or Standby."
-_ALREADY_LEAVING = ("not found", "no managed instance", "is not in inservice", "being terminated")
+_ALREADY_LEAVING = ("not found", "is not in inservice", "being terminated")
 
 _CAPACITIES = {c.value: c for c in Capacity}
 
@@ -248,7 +248,11 @@ class AsgCapacityProvider:
             except ClientError as exc:
                 message = str(exc.response.get("Error", {}).get("Message", "")).lower()
                 if _code(exc) == "ValidationError" and any(m in message for m in _ALREADY_LEAVING):
-                    log.info("instance %s already left its group: %s", instance_id, exc)
+                    log.info(
+                        "instance %s not terminated, already leaving its group: %s",
+                        instance_id,
+                        exc,
+                    )
                     return False
                 raise
             return True

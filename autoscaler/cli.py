@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import click
+from botocore.config import Config
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -103,8 +104,14 @@ class _Edges:
         )
 
     def provider(self) -> AsgCapacityProvider:
+        # Retries are the provider's own (jittered, bounded); botocore's on top would multiply
+        # them into minutes of one stalled tick.
+        single = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5)
+        session = self.clients.session
         return AsgCapacityProvider(
-            self.clients.client("autoscaling"), self.env.name, ec2=self.clients.client("ec2")
+            session.client("autoscaling", config=single),
+            self.env.name,
+            ec2=session.client("ec2", config=single),
         )
 
 

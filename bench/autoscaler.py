@@ -1,6 +1,6 @@
 """`make bench-autoscaler`: the cost of one daemon tick, AWS excluded.
 
-A private redis-server holds 100 queues (20 pools × 5) with jobs, started registries, per-queue
+A private redis-server holds 100 queues (20 pools of 5) with jobs, started registries, per-queue
 counters, and N worker records (heartbeat, instance, rq worker hash; half of them busy). The
 daemon ticks with the real Redis source, leader lock, decision records and dead-worker sweep;
 the capacity provider is the in-memory one, so no AWS call is timed. Reported: tick time
@@ -78,7 +78,9 @@ def environment() -> Environment:
     return Environment.model_validate({"name": "bench", "region": "us-east-1", "pools": pools})
 
 
-def populate(redis: Redis, env: Environment, provider: InMemoryCapacityProvider, workers: int) -> None:
+def populate(
+    redis: Redis, env: Environment, provider: InMemoryCapacityProvider, workers: int
+) -> None:
     redis.flushall()
     liveness = Liveness(redis, ttl_s=60)
     with redis.pipeline() as pipe:

@@ -267,16 +267,9 @@ def test_status_shows_groups_and_the_last_decision(fleet: Path, redis_url: str) 
 def test_health_and_metrics_report_a_redis_outage(fleet: Path, tmp_path: Path) -> None:
     server = RedisServer(tmp_path).start()
     port = free_port()
+    command = ["-c", "from autoscaler.cli import main; main()", "run", "--env", str(fleet)]
     daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from autoscaler.cli import main; main()",
-            "run",
-            "--env",
-            str(fleet),
-        ]
-        + ["--interval", "0.5", "--metrics-port", str(port)],
+        [sys.executable, *command, "--interval", "0.5", "--metrics-port", str(port)],
         env={**os.environ, "FLEETKIT_REDIS_URL": server.url},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
