@@ -72,9 +72,9 @@ def test_spot_notice_from_imds_hands_back_and_exits(
     try:
         wait_for(lambda: status(redis, job.id) == JobStatus.STARTED, 20, "the job to start")
         # Each worker is mapped to its instance (from IMDS), which the autoscaler relies on.
+        wait_for(lambda: redis.hlen("fleetkit:instances") == 2, 10, "both workers to beat")
         instances = {v.decode() for v in redis.hvals("fleetkit:instances")}
         assert instances == {imds.instance_id}
-        assert redis.hlen("fleetkit:instances") == 2
         imds.set_spot_interruption(at=datetime.now(UTC) + timedelta(seconds=20))
         noticed = time.monotonic()
         wait_for(lambda: status(redis, job.id) == JobStatus.QUEUED, 10, "the hand back")
