@@ -98,7 +98,6 @@ class _Edges:
         env = self.env
         return RqQueueDepthSource(
             self.redis,
-            heartbeat_ttl_s=env.autoscaler.heartbeat_ttl_s,
             rate_window_s={name: pool.scaling.rate_window_s for name, pool in env.pools.items()},
             hold_key=lambda pool: hold_key(env.name, pool),
         )
@@ -157,6 +156,7 @@ def run(
         lock=lock,
         metrics=metrics,
         dry_run=dry_run,
+        interval_s=interval_s,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -27,6 +27,7 @@ from autoscaler.seams import CapacityProvider, QueueDepthSource, ScalingPolicy
 from infra.environment import Environment, PoolSettings
 from worker.fleet_worker import FleetJob
 from worker.liveness import Liveness
+from worker.settings import HEARTBEAT_TTL_S, MAX_HARD_KILLS
 
 __all__ = ["Autoscaler", "TickReport", "pool_limits"]
 
@@ -35,6 +36,7 @@ decisions_log = logging.getLogger("autoscaler.decision")
 
 # An instance that left its group but still runs (detached) is asked about again after this.
 _STILL_RUNNING_RECHECK_S = 300.0
+_MEMBER_MEMORY_S = 3600.0
 
 
 def pool_limits(pool: PoolSettings) -> PoolLimits:
@@ -74,6 +76,7 @@ class Autoscaler:
         metrics: AutoscalerMetrics,
         dry_run: bool = False,
         clock: Callable[[], float] = time.time,
+        interval_s: float | None = None,
     ) -> None:
         self.env = env
         self.connection = connection
@@ -85,10 +88,15 @@ class Autoscaler:
         self.dry_run = dry_run
         self.clock = clock
         settings = env.autoscaler
-        self.liveness = Liveness(connection, ttl_s=settings.heartbeat_ttl_s)
-        self.max_hard_kills = settings.max_hard_kills
+        # The workers' own TTL and limit (not settable per environment): the sweep must agree.
+        self.liveness = Liveness(connection, ttl_s=HEARTBEAT_TTL_S)
+        self.max_hard_kills = MAX_HARD_KILLS
+        self.interval_s = interval_s or settings.interval_s
         self.memory: dict[str, Memory] = {}
         self._memory_loaded = False
+        self._last_tick_at: float | None = None
+        # Instances seen in this environment's groups (→ when): only those can leave a group.
+        self._members: dict[str, float] = {}
         self._redis_up_since: float | None = None
         self._still_running: dict[str, float] = {}
         self._stop = threading.Event()
@@ -126,8 +134,16 @@ class Autoscaler:
         reading = self._read_queues(report)
         groups = self._read_groups(report)
         self.metrics.observe_sources(redis=reading is not None, aws=groups is not None)
+        if self._last_tick_at is not None and now - self._last_tick_at > self._stale_after_s:
+            # Ticks stopped for a while (a stall, a long outage): what was watched is not the
+            # recent past any more, so the stabilization window starts over.
+            log.warning(
+                "%.0fs since the last tick: starting the windows over", now - self._last_tick_at
+            )
+            self.memory.clear()
+        self._last_tick_at = now
         if reading is not None and not self._memory_loaded:
-            self._load_memory()
+            self._load_memory(now)
         records: dict[str, str] = {}
         for name, pool in self.env.pools.items():
             state = PoolState(
@@ -150,8 +166,8 @@ class Autoscaler:
                 decision, at=now, load=state.load, groups=state.groups, applied=applied, error=error
             )
         if not self.dry_run:
-            self._write_records(records, report)
-            if reading is not None:
+            still_leader = self._write_records(records, report)
+            if reading is not None and still_leader:
                 report.recovered = self._recover(reading, groups, now, report)
         self._finish(began)
         return report
@@ -206,12 +222,12 @@ class Autoscaler:
         if not decision.changes or groups is None or self.dry_run:
             return False, None
         try:
-            if self.lock is not None:
-                self.lock.check()  # fence: a daemon that lost the lock must not touch AWS
             for capacity, desired in decision.desired.items():
+                self._fence()
                 self.provider.set_desired(groups.group(capacity), desired)
                 self.metrics.desired_changes.labels(decision.pool, capacity.value).inc()
             for capacity, instance_id in decision.terminate:
+                self._fence()
                 self.provider.terminate(instance_id)
                 self.metrics.terminations.labels(decision.pool, capacity.value).inc()
         except (CapacityUnavailable, NotLeader, SourceUnavailable) as exc:
@@ -224,6 +240,11 @@ class Autoscaler:
             return False, str(exc)
         return True, None
 
+    def _fence(self) -> None:
+        # Before every change: a call can wait out backoff long enough for the lock to lapse.
+        if self.lock is not None:
+            self.lock.check()
+
     def _log(self, decision: Decision, applied: bool, error: str | None) -> None:
         line = decision_dict(decision)
         line.update(env=self.env.name, applied=applied, dry_run=self.dry_run)
@@ -231,24 +252,34 @@ class Autoscaler:
             line["error"] = error
         decisions_log.info(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
 
-    def _write_records(self, records: dict[str, str], report: TickReport) -> None:
+    @property
+    def _stale_after_s(self) -> float:
+        return 3 * self.interval_s + (self.lock.ttl_ms / 1000 if self.lock is not None else 0)
+
+    def _write_records(self, records: dict[str, str], report: TickReport) -> bool:
+        """Store the decisions (fenced); False when this daemon turned out not to lead."""
         try:
             if self.lock is not None:
                 self.lock.fenced(records)
             else:
                 self.connection.mset(records)
-        except (NotLeader, SourceUnavailable, RedisError) as exc:
+        except NotLeader as exc:
             report.errors.append(f"decision records not written: {exc}")
+            return False
+        except (SourceUnavailable, RedisError) as exc:
+            report.errors.append(f"decision records not written: {exc}")
+        return True
 
-    def _load_memory(self) -> None:
-        """A new leader continues the previous leader's windows rather than starting empty."""
+    def _load_memory(self, now: float) -> None:
+        """A new leader continues the previous leader's windows rather than starting empty,
+        as long as that leader ticked recently (an old record proves nothing about now)."""
         names = list(self.env.pools)
         try:
             raws = self.connection.mget([record_key(self.env.name, n) for n in names])
         except RedisError:
             return
         for name, raw in zip(names, raws, strict=True):
-            memory = memory_from_record(raw)
+            memory = memory_from_record(raw, now=now, max_age_s=self._stale_after_s)
             if memory is not None and name not in self.memory:
                 self.memory[name] = memory
         self._memory_loaded = True
@@ -285,10 +316,18 @@ class Autoscaler:
         self, reading: QueueReading, groups: Mapping[str, PoolGroups], now: float
     ) -> int:
         in_groups = frozenset().union(*(g.instance_ids for g in groups.values()))
+        for instance in in_groups:
+            self._members[instance] = now
+        for instance, seen in list(self._members.items()):
+            if now - seen > _MEMBER_MEMORY_S:
+                del self._members[instance]  # long gone: the heartbeat sweep had it
+        # Only instances seen in our groups can leave them: a worker on an instance we never
+        # managed (another account, a laptop) is left to the heartbeat sweep.
         outside = [
             i
             for i in reading.workers_by_instance
-            if i not in in_groups
+            if i in self._members
+            and i not in in_groups
             and now - self._still_running.get(i, -1e18) >= _STILL_RUNNING_RECHECK_S
         ]
         if not outside:
@@ -307,6 +346,7 @@ class Autoscaler:
                     job_class=FleetJob,
                 )
                 recovered += found is not None
+            self._members.pop(instance, None)
         return recovered
 
     def _finish(self, began: float) -> None:

@@ -91,14 +91,22 @@ class HoldStore:
 
     def restore(self, pool: str, previous: Hold | None) -> None:
         """Put back what was there before (used when the capacity change failed)."""
-        if previous is None or previous.until is None:
-            self.release(pool)
-            return
-        remaining = previous.until - self.clock()
-        if remaining <= 0:
-            self.release(pool)
-        else:
-            self.set(pool, previous.count, remaining)
+        key = hold_key(self.env, pool)
+        try:
+            if previous is None:
+                self.connection.delete(key)
+                return
+            value = json.dumps({"count": previous.count, "until": previous.until})
+            if previous.until is None:
+                self.connection.set(key, value)
+                return
+            remaining = previous.until - self.clock()
+            if remaining <= 0:
+                self.connection.delete(key)
+            else:
+                self.connection.set(key, value, px=math.ceil(remaining * 1000))
+        except RedisError as exc:
+            raise SourceUnavailable(f"holds: Redis unreachable: {exc}") from exc
 
     def release(self, pool: str) -> bool:
         """End the pool's hold; False when there was none."""

@@ -2,8 +2,8 @@
 
 Validation happens before anything is read or written, so bad input changes nothing. Growing
 is one SetDesiredCapacity per group (spot up to its max, the rest on on-demand). Shrinking never
-lowers desired capacity over running instances (the group would pick busy victims): it trims
-requests not yet launched and removes idle instances only, and says how many busy ones remain.
+lowers desired capacity over running instances (the group would pick busy victims): it removes
+idle instances only (on-demand first) and says how many busy ones remain.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from autoscaler.errors import CapacityUnavailable, UsageError
 from autoscaler.holds import HoldStore
 from autoscaler.model import Capacity, Hold, Lifecycle, PoolGroups
+from autoscaler.policy import cancel_unlaunched
 from autoscaler.seams import CapacityProvider
 from infra.environment import Environment, PoolSettings
 
@@ -55,7 +56,7 @@ def validate_scale(env: Environment, pool: str, count: int) -> PoolSettings:
 def plan_scale(
     pool: str, count: int, groups: PoolGroups, busy: frozenset[str] = frozenset()
 ) -> ScalePlan:
-    """Pure: how to bring the pool to `count` instances."""
+    """Pure: how to bring the pool to `count` instances without touching a busy one."""
     spot, on_demand = groups.spot, groups.on_demand
     spot_want = min(count, spot.max_size)
     od_want = count - spot_want
@@ -65,25 +66,29 @@ def plan_scale(
             f"group's max {on_demand.max_size}"
         )
     desired: dict[Capacity, int] = {}
-    terminate: list[tuple[Capacity, str]] = []
-    busy_left = 0
     for group, want in ((spot, spot_want), (on_demand, od_want)):
         if want > group.desired:
             desired[group.capacity] = want
-            continue
-        lowered = max(want, group.live, group.min_size)
-        if lowered < group.desired:
-            desired[group.capacity] = lowered
-        excess = max(0, group.live - max(want, group.min_size))
-        idle = sorted(
+        else:
+            cancel = cancel_unlaunched(group, want, busy)
+            if cancel is not None:
+                desired[group.capacity] = cancel
+    # Going down: running instances beyond N leave only when idle, on-demand first; desired
+    # capacity is never lowered over them (the group would pick busy victims).
+    excess = max(0, spot.live + on_demand.live - count)
+    room = {g.capacity: desired.get(g.capacity, g.desired) - g.min_size for g in (spot, on_demand)}
+    terminate: list[tuple[Capacity, str]] = []
+    for group in (on_demand, spot):
+        for instance_id in sorted(
             i.id
             for i in group.instances
             if i.lifecycle is Lifecycle.IN_SERVICE and i.id not in busy
-        )
-        chosen = idle[:excess]
-        terminate += [(group.capacity, i) for i in chosen]
-        busy_left += excess - len(chosen)
-    return ScalePlan(pool, count, desired, tuple(terminate), busy_left)
+        ):
+            if len(terminate) >= excess or room[group.capacity] <= 0:
+                break
+            room[group.capacity] -= 1
+            terminate.append((group.capacity, instance_id))
+    return ScalePlan(pool, count, desired, tuple(terminate), excess - len(terminate))
 
 
 def scale(

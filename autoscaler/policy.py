@@ -33,7 +33,7 @@ from autoscaler.model import (
     QueueLoad,
 )
 
-__all__ = ["QueueDrainPolicy", "instances_needed", "processes_needed"]
+__all__ = ["QueueDrainPolicy", "cancel_unlaunched", "instances_needed", "processes_needed"]
 
 
 def processes_needed(load: QueueLoad, limits: PoolLimits) -> float:
@@ -78,35 +78,34 @@ class QueueDrainPolicy:
         overflow = plan.target - spot_want  # beyond the spot group's max: on-demand
         spot_missing = max(0, spot_want - spot.live) if plan.fallback else 0
         od_want = min(on_demand.max_size, overflow + spot_missing)
-        for group, want in ((spot, spot_want), (on_demand, od_want)):
-            value = _new_desired(group, want)
-            if value is not None:
-                desired[group.capacity] = value
 
+        # Desired capacity only ever goes up here. Lowering it would let the group choose
+        # victims, and it chooses busy ones; instances leave by idle-only termination below.
         action = Action.STEADY
-        live = spot.live + on_demand.live
-        if desired.get(Capacity.SPOT, spot.desired) > spot.desired:
+        if spot_want > spot.desired:
+            desired[Capacity.SPOT] = spot_want
             action = Action.SCALE_OUT
-            reasons.append(f"spot desired {spot.desired} → {desired[Capacity.SPOT]}")
-        if desired.get(Capacity.ON_DEMAND, on_demand.desired) > on_demand.desired:
+            reasons.append(f"spot desired {spot.desired} → {spot_want}")
+        if od_want > on_demand.desired:
+            desired[Capacity.ON_DEMAND] = od_want
             action = Action.FALLBACK if spot_missing else Action.SCALE_OUT
             why = _fallback_reason(spot, state.now, memory) if spot_missing else "beyond spot max"
-            reasons.append(
-                f"on-demand desired {on_demand.desired} → {desired[Capacity.ON_DEMAND]} ({why})"
-            )
+            reasons.append(f"on-demand desired {on_demand.desired} → {od_want} ({why})")
 
+        # What the groups mean to keep: a replacement launched ahead of a rebalance (live
+        # above desired) is not extra capacity, its at-risk twin is about to go.
+        running = min(spot.live, spot.desired) + min(on_demand.live, on_demand.desired)
+        keep = max(plan.floor, max(n for _, n in plan.memory.recommendations))
+        excess = running - keep
         terminate: list[tuple[Capacity, str]] = []
-        keep = max(plan.floor, max(t for _, t in plan.memory.recommendations))
-        excess = live - keep
-        backlog_exceeds = load.queued > live * limits.processes_per_instance
-        if excess > 0 and backlog_exceeds:
+        if excess > 0 and load.queued > running * limits.processes_per_instance:
             reasons.append(f"{load.queued} queued exceed running capacity: no scale-in")
             excess = 0
         idle = _idle_in_service(groups, state.busy_instances)
         room = {
             g.capacity: desired.get(g.capacity, g.desired) - g.min_size for g in (spot, on_demand)
         }
-        spot_caught_up = not plan.fallback and spot.in_service >= spot_want
+        spot_caught_up = not plan.fallback and spot.shortfall == 0 and spot.in_service >= spot_want
         if excess > 0 and spot_caught_up and on_demand.live:
             # Spot has caught up: the on-demand stand-ins go first, without the window.
             chosen = _choose(idle, room, excess, only=Capacity.ON_DEMAND, taken=terminate)
@@ -115,28 +114,39 @@ class QueueDrainPolicy:
                 excess -= len(chosen)
                 action = Action.REPLACE
                 reasons.append(f"spot caught up: removing {len(chosen)} idle on-demand")
-        if excess > 0:
-            held = _window_held(plan.memory, state.now, limits.stabilization_window_s)
-            if held:
-                chosen = _choose(idle, room, excess, taken=terminate)
-                terminate += chosen
-                busy_left = excess - len(chosen)
-                if chosen:
-                    action = Action.SCALE_IN if action is not Action.REPLACE else action
-                    reasons.append(
-                        f"need {keep} < {live} running for {limits.stabilization_window_s:g}s: "
-                        f"removing {len(chosen)} idle"
-                    )
-                if busy_left:
-                    reasons.append(f"{busy_left} more when idle (busy or launching now)")
-            elif action is Action.STEADY:
-                action = Action.WAIT
+        held = _window_held(plan.memory, state.now, limits.stabilization_window_s)
+        if excess > 0 and held:
+            chosen = _choose(idle, room, excess, taken=terminate)
+            terminate += chosen
+            busy_left = excess - len(chosen)
+            if chosen:
+                action = Action.SCALE_IN if action is not Action.REPLACE else action
                 reasons.append(
-                    f"need {keep} < {live} running; scale-in once that holds for "
-                    f"{limits.stabilization_window_s:g}s"
+                    f"need {keep} < {running} running for {limits.stabilization_window_s:g}s: "
+                    f"removing {len(chosen)} idle"
                 )
+            if busy_left:
+                reasons.append(f"{busy_left} more when idle (busy or launching now)")
+        elif excess > 0 and action is Action.STEADY:
+            action = Action.WAIT
+            reasons.append(
+                f"need {keep} < {running} running; scale-in once that holds for "
+                f"{limits.stabilization_window_s:g}s"
+            )
+        if held:
+            for group, want in ((spot, spot_want), (on_demand, od_want)):
+                floor = max(want, keep if group is spot else 0)
+                cancel = cancel_unlaunched(group, floor, state.busy_instances)
+                if cancel is not None:
+                    desired[group.capacity] = cancel
+                    if action in (Action.STEADY, Action.WAIT):
+                        action = Action.SCALE_IN
+                    reasons.append(
+                        f"{group.capacity.value} desired {group.desired} → {cancel}: "
+                        "cancelling requests never launched (nothing in service)"
+                    )
         if not reasons:
-            reasons.append(f"need {plan.target}, have {live}")
+            reasons.append(f"need {plan.target}, have {running}")
         if state.hold is not None and state.hold.active(state.now):
             reasons.append(f"hold ≥ {state.hold.count}")
         return Decision(
@@ -160,30 +170,36 @@ class QueueDrainPolicy:
         if state.load is not None and (state.load.queued or state.load.in_flight):
             raw = max(raw, 1)  # any work at all keeps one instance
         target = min(max(raw, floor), limits.max_size)
+        # The window remembers the need alone: a released hold must not linger in it.
+        need = min(max(raw, limits.min_size), limits.max_size)
         window = limits.stabilization_window_s
         kept = [(t, n) for t, n in memory.recommendations if t >= state.now - window]
         # The oldest entry at or before the window's start proves the window was watched whole.
         older = [(t, n) for t, n in memory.recommendations if t < state.now - window]
-        recommendations = tuple(older[-1:] + kept + [(state.now, target)])
+        recommendations = tuple(older[-1:] + kept + [(state.now, need)])
         short_since = None
         if spot.shortfall > 0:
             short_since = memory.spot_short_since or state.now
+        # A reported capacity failure skips the grace, but only for a shortfall already seen on
+        # an earlier tick: right after a scale-out, AWS lists instances a moment late.
         fallback = short_since is not None and (
-            state.now - short_since >= limits.fallback_grace_s or spot.capacity_failure is not None
+            state.now - short_since >= limits.fallback_grace_s
+            or (spot.capacity_failure is not None and short_since < state.now)
         )
         return _Plan(target, floor, fallback, Memory(recommendations, short_since))
 
 
-def _new_desired(group: GroupState, want: int) -> int | None:
-    """The group's new desired capacity, or None to leave it.
+def cancel_unlaunched(group: GroupState, want: int, busy: frozenset[str]) -> int | None:
+    """A lower desired capacity for a group with no instance in service, else None.
 
-    Up: at once. Down: only over requests not yet launched (nothing running dies); running
-    instances leave by explicit, idle-only termination.
+    Spot requests the market never filled would launch idle instances whenever capacity comes
+    back. With nothing in service and no worker busy, lowering desired cannot pick a victim
+    that runs a job: at most an instance still launching.
     """
-    if want > group.desired:
-        return want
-    lowered = max(want, group.live, group.min_size)
-    return lowered if lowered < group.desired else None
+    if group.desired <= max(want, group.min_size):
+        return None
+    serving = any(i.lifecycle is Lifecycle.IN_SERVICE or i.id in busy for i in group.instances)
+    return None if serving else max(want, group.min_size)
 
 
 def _window_held(memory: Memory, now: float, window_s: float) -> bool:

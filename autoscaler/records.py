@@ -76,12 +76,16 @@ def record_json(
     return json.dumps(record, separators=(",", ":"))
 
 
-def memory_from_record(raw: bytes | str | None) -> Memory | None:
-    """The memory stored with a pool's last decision, or None if absent or unreadable."""
+def memory_from_record(raw: bytes | str | None, *, now: float, max_age_s: float) -> Memory | None:
+    """The memory stored with a pool's last decision; None if absent, unreadable or older than
+    `max_age_s`."""
     if raw is None:
         return None
     try:
-        memory = json.loads(raw)["memory"]
+        record = json.loads(raw)
+        if now - float(record["at"]) > max_age_s:
+            return None
+        memory = record["memory"]
         recommendations = tuple((float(t), int(n)) for t, n in memory["recommendations"])
         since = memory.get("spot_short_since")
         return Memory(recommendations, None if since is None else float(since))

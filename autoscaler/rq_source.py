@@ -1,15 +1,14 @@
-"""`QueueDepthSource` over Redis: rq's queues and registries plus the workers' heartbeats.
+"""`QueueDepthSource` over Redis: rq's queues and registries plus the workers' records.
 
 A read costs two pipelined round trips however many queues and workers there are, each of a
 fixed handful of commands (per-key loops run inside Redis, in small Lua scripts, because
 redis-py spends tens of microseconds per pipelined command):
 
 1. Redis TIME; per queue LLEN of the queue and ZCARD of rq's started registry (jobs in flight);
-   the ended-job counters (`worker.fleet_worker.QUEUE_STATS_KEY`); the live workers (heartbeat
-   newer than the TTL by Redis's own clock, as the heartbeats are scored); the worker →
-   instance map; every pool's hold (MGET).
-2. Whether rq's `current_job` field exists for every live worker on a known instance (rq sets
-   it when a job starts and deletes it when it ends). Skipped when no such worker is alive.
+   the ended-job counters (`worker.fleet_worker.QUEUE_STATS_KEY`); the worker → instance map
+   (every worker on record, whatever its heartbeat says); every pool's hold (MGET).
+2. Whether each of those workers runs a job: rq's `current_job` field (set when a job starts,
+   deleted when it ends) or fleetkit's in-flight record. Skipped when there are none.
 """
 
 from __future__ import annotations
@@ -31,13 +30,13 @@ from autoscaler.model import Hold, QueueLoad, QueueReading
 from autoscaler.rates import RateWindow
 from worker.fleet_worker import QUEUE_STATS_KEY
 
-__all__ = ["DEFAULT_RATE_WINDOW_S", "HEARTBEATS_KEY", "INSTANCES_KEY", "RqQueueDepthSource"]
+__all__ = ["DEFAULT_RATE_WINDOW_S", "INFLIGHT_KEY", "INSTANCES_KEY", "RqQueueDepthSource"]
 
 log = logging.getLogger(__name__)
 
 # The keys `worker.liveness.Liveness` writes with its default prefix.
-HEARTBEATS_KEY = "fleetkit:heartbeats"
 INSTANCES_KEY = "fleetkit:instances"
+INFLIGHT_KEY = "fleetkit:inflight"
 DEFAULT_RATE_WINDOW_S = 60.0
 
 # EVAL rather than a registered script: redis-py loads registered scripts into a pipeline with
@@ -52,13 +51,12 @@ return out
 """
 _BUSY = """
 local out = {}
-for i = 1, #KEYS do out[i] = redis.call('HEXISTS', KEYS[i], 'current_job') end
+local n = #ARGV
+for i = 1, n do
+  local rq = redis.call('HEXISTS', KEYS[i], 'current_job')
+  out[i] = rq + redis.call('HEXISTS', KEYS[n + 1], ARGV[i])
+end
 return out
-"""
-_LIVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - tonumber(ARGV[1])), '+inf')
 """
 
 
@@ -69,7 +67,6 @@ class _Snapshot:
     now: float
     depths: dict[str, tuple[int, int]]  # queue → (queued, in flight)
     stats: dict[str, str]
-    live: list[str]
     instances: dict[str, str]
     raw_holds: dict[str, tuple[str, bytes | str | None]]  # pool → (key, value)
 
@@ -81,7 +78,6 @@ class RqQueueDepthSource:
         self,
         connection: redis.Redis,
         *,
-        heartbeat_ttl_s: float,
         rate_window_s: float | Mapping[str, float] = DEFAULT_RATE_WINDOW_S,
         hold_key: Callable[[str], str] | None = None,
         clock: Callable[[], float] | None = None,
@@ -91,10 +87,7 @@ class RqQueueDepthSource:
         `clock` replaces Redis's clock for the rates only (tests); heartbeats are always judged
         by Redis's clock, the one that scored them.
         """
-        if not heartbeat_ttl_s > 0:
-            raise ValueError(f"heartbeat_ttl_s must be positive, got {heartbeat_ttl_s!r}")
         self.connection = connection
-        self.heartbeat_ttl_s = heartbeat_ttl_s
         self.rate_window_s = rate_window_s
         self.hold_key = hold_key
         self.clock = clock
@@ -105,7 +98,9 @@ class RqQueueDepthSource:
         # The one place Redis errors become ours: callers handle SourceUnavailable alone.
         try:
             snap = self._snapshot(pools)
-            placed = {w: snap.instances[w] for w in snap.live if w in snap.instances}
+            # Every worker still on record counts, live or not: one whose heartbeat merely
+            # lags may be running a job, and a dead one is forgotten by the sweep within a TTL.
+            placed = snap.instances
             busy = self._busy(placed)
         except RedisError as exc:
             detail = " ".join(str(exc).split()) or "no detail"
@@ -142,7 +137,6 @@ class RqQueueDepthSource:
             if depth_keys:
                 pipe.eval(_DEPTHS, len(depth_keys), *depth_keys)
             pipe.hgetall(QUEUE_STATS_KEY)
-            pipe.eval(_LIVE, 1, HEARTBEATS_KEY, self.heartbeat_ttl_s)
             pipe.hgetall(INSTANCES_KEY)
             if hold_keys:
                 pipe.mget(list(hold_keys.values()))
@@ -151,22 +145,22 @@ class RqQueueDepthSource:
         counts = iter(next(replies) if depth_keys else [])
         depths = {q: (int(next(counts)), int(next(counts))) for q in queues}
         stats = _decoded(next(replies))
-        live = [w.decode() if isinstance(w, bytes) else w for w in next(replies)]
         instances = _decoded(next(replies))
         held = next(replies) if hold_keys else []
         raw_holds = {
             pool: (key, value) for (pool, key), value in zip(hold_keys.items(), held, strict=True)
         }
-        return _Snapshot(seconds + micros / 1_000_000, depths, stats, live, instances, raw_holds)
+        return _Snapshot(seconds + micros / 1_000_000, depths, stats, instances, raw_holds)
 
     def _busy(self, placed: Mapping[str, str]) -> set[str]:
-        # Only workers on a known instance matter: a busy instance is what must not be removed.
         if not placed:
             return set()
         names = sorted(placed)
-        keys = [Worker.redis_worker_namespace_prefix + name for name in names]
+        # Busy: rq's current job (set at start, deleted at end) or fleetkit's in-flight record
+        # (set before rq's, deleted when the job ends or is handed back).
+        keys = [Worker.redis_worker_namespace_prefix + name for name in names] + [INFLIGHT_KEY]
         with self.connection.pipeline(transaction=False) as pipe:
-            pipe.eval(_BUSY, len(keys), *keys)
+            pipe.eval(_BUSY, len(keys), *keys, *names)
             (running,) = pipe.execute()
         return {placed[name] for name, job in zip(names, running, strict=True) if job}
 

@@ -38,9 +38,6 @@ class AutoscalerSettings(BaseModel):
     metrics_host: str = "0.0.0.0"
     # The leader lock lapses this long after its holder stops renewing it.
     leader_ttl_s: float = Field(default=30.0, ge=2, le=3_600)
-    # Workers' heartbeat TTL: the dead-worker sweep uses the same one the workers use.
-    heartbeat_ttl_s: float = Field(default=10.0, ge=2)
-    max_hard_kills: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
     def _lock_outlives_a_tick(self) -> AutoscalerSettings:

@@ -111,9 +111,7 @@ def populate(
 
 
 def build(redis: Redis, env: Environment, provider: InMemoryCapacityProvider) -> Autoscaler:
-    source = RqQueueDepthSource(
-        redis, heartbeat_ttl_s=60, hold_key=lambda pool: hold_key(env.name, pool)
-    )
+    source = RqQueueDepthSource(redis, hold_key=lambda pool: hold_key(env.name, pool))
     return Autoscaler(
         env,
         connection=redis,

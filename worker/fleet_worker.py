@@ -277,8 +277,8 @@ class _FleetMixin:
             self._fleet_exit_reason = type(exc).__name__
             raise
         finally:
-            # The in-flight record stays until the next job overwrites it: recovering a
-            # finished job is a no-op (hand_back checks its status), and it saves a round trip.
+            # The in-flight record is cleared in the pipeline that ends the job (or by the
+            # hand back), so it doubles as "busy" for the autoscaler's choice of idle instances.
             self._fleet_job = None
             self._fleet_handing_back = None
 
@@ -298,6 +298,7 @@ class _FleetMixin:
         if job is None or pipeline is None:
             return
         duration = _duration(job)
+        pipeline.hdel(self.liveness.inflight_key, self.name)
         pipeline.hincrbyfloat(_DURATIONS_KEY, f"{job.func_name}:sum", duration)
         pipeline.hincrby(_DURATIONS_KEY, f"{job.func_name}:count", 1)
         _count_ended(pipeline, job.origin, duration)
@@ -310,6 +311,7 @@ class _FleetMixin:
         if job is None or pipeline is None:
             return
         duration = _duration(job)
+        pipeline.hdel(self.liveness.inflight_key, self.name)
         _count_ended(pipeline, job.origin, duration)
         self.metrics.job_failed(duration, pipeline)
         self.health.record_job(False, pipe=pipeline)
@@ -355,6 +357,7 @@ class _FleetMixin:
             self.metrics.job_handed_back()
         with self.connection.pipeline() as pipe:
             self.set_current_job_id(None, pipeline=pipe)
+            pipe.hdel(self.liveness.inflight_key, self.name)
             pipe.execute()
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["WorkerSettings"]
+__all__ = ["HEARTBEAT_TTL_S", "MAX_HARD_KILLS", "WorkerSettings"]
+
+# Shared with the autoscaler's sweep: a sweeper with a shorter TTL than the workers' would take
+# live workers for dead ones.
+HEARTBEAT_TTL_S = 10.0
+MAX_HARD_KILLS = 3
 
 
 class WorkerSettings(BaseModel):
@@ -21,9 +26,9 @@ class WorkerSettings(BaseModel):
     drain_timeout_s: float = Field(default=600.0, ge=0)
     stop_on_rebalance: bool = False
     # A worker whose heartbeat is older than this is dead; its job is requeued.
-    heartbeat_ttl_s: float = Field(default=10.0, ge=2)
+    heartbeat_ttl_s: float = Field(default=HEARTBEAT_TTL_S, ge=2)
     sweep_interval_s: float = Field(default=3.0, gt=0)
-    max_hard_kills: int = Field(default=3, ge=1)
+    max_hard_kills: int = Field(default=MAX_HARD_KILLS, ge=1)
     # Grace between asking a horse to stop and killing it.
     handback_grace_s: float = Field(default=5.0, ge=0)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

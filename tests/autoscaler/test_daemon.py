@@ -102,11 +102,26 @@ def test_a_burst_scales_out_in_one_tick_and_logs_why(
     assert record["decision"]["target"] == 10
 
 
-def test_spot_shortfall_moves_to_on_demand_then_back(redis: Redis) -> None:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 10_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float = 10.0) -> None:
+        self.now += seconds
+
+
+def test_spot_capacity_failure_moves_the_shortfall_to_on_demand_then_back(redis: Redis) -> None:
     fleet = provider(spot_available=4)
     source = FakeQueueDepthSource(reading(queued=100))
-    scaler = daemon(redis, source, fleet)
+    clock = Clock()
+    scaler = daemon(redis, source, fleet, clock=clock)
     scaler.tick()  # spot asked for 10, gets 4 and reports a capacity failure
+    clock.tick()
+    assert scaler.tick().decisions[0].action is Action.STEADY  # shortfall first seen
+    clock.tick()
     report = scaler.tick()
     assert report.decisions[0].action is Action.FALLBACK
     assert "spot capacity failure" in report.decisions[0].reason
@@ -115,10 +130,26 @@ def test_spot_shortfall_moves_to_on_demand_then_back(redis: Redis) -> None:
     fleet.spot_available = None  # spot capacity returns
     fleet.advance()
     source.reading = reading(queued=20, in_flight=16)  # still 10 instances' worth
+    clock.tick()
     report = scaler.tick()
     groups = fleet.read()["workers"]
     assert report.decisions[0].action is Action.REPLACE
     assert (groups.spot.live, groups.on_demand.live) == (10, 0)
+
+
+def test_a_silent_spot_shortfall_falls_back_after_the_grace(redis: Redis) -> None:
+    fleet = provider(spot_available=4, report_failures=False)
+    source = FakeQueueDepthSource(reading(queued=100))
+    clock = Clock()
+    scaler = daemon(redis, source, fleet, clock=clock)
+    actions = []
+    for _ in range(12):  # two minutes of ticks
+        actions.append(scaler.tick().decisions[0].action)
+        clock.tick()
+    first_fallback = actions.index(Action.FALLBACK)
+    # Short from the second tick on; 90 s later (ticks every 10 s) the shortfall moves.
+    assert first_fallback == 1 + 9
+    assert fleet.read()["workers"].on_demand.desired == 6
 
 
 @pytest.mark.parametrize("outage", ["redis", "aws"])
@@ -171,16 +202,43 @@ def test_a_new_leader_continues_the_stabilization_window(redis: Redis) -> None:
     fleet = provider()
     fleet.set_desired(fleet.read()["workers"].spot, 4)
     source = FakeQueueDepthSource(reading())
-    now = [10_000.0]
-    first = daemon(redis, source, fleet, env=env, owner="a", clock=lambda: now[0])
-    assert first.tick().decisions[0].action is Action.WAIT
+    clock = Clock()
+    first = daemon(redis, source, fleet, env=env, owner="a", clock=clock)
+    for _ in range(20):  # 200 s of the window watched by the first leader
+        assert first.tick().decisions[0].action is Action.WAIT
+        clock.tick()
     first.lock.release()  # type: ignore[union-attr]
 
-    now[0] += 301
-    second = daemon(redis, source, fleet, env=env, owner="b", clock=lambda: now[0])
-    report = second.tick()
-    assert report.decisions[0].action is Action.SCALE_IN  # the window was watched by the first
+    second = daemon(redis, source, fleet, env=env, owner="b", clock=clock)
+    actions = []
+    for _ in range(12):
+        actions.append(second.tick().decisions[0].action)
+        clock.tick()
+    # It picks up the window where the first left it: 100 more seconds, not 300.
+    assert actions.index(Action.SCALE_IN) == 10
     assert len(fleet.terminated) == 4
+
+
+def test_a_stale_record_or_a_long_gap_restarts_the_window(redis: Redis) -> None:
+    env = environment(stabilization_window_s=300)
+    fleet = provider()
+    fleet.set_desired(fleet.read()["workers"].spot, 4)
+    source = FakeQueueDepthSource(reading())
+    clock = Clock()
+    first = daemon(redis, source, fleet, env=env, owner="a", clock=clock)
+    for _ in range(30):  # 290 s watched: ten more seconds and it would scale in
+        assert first.tick().decisions[0].action is Action.WAIT
+        clock.tick()
+    first.lock.release()  # type: ignore[union-attr]
+
+    clock.tick(3600)  # an hour without a daemon
+    second = daemon(redis, source, fleet, env=env, owner="b", clock=clock)
+    for _ in range(30):
+        assert second.tick().decisions[0].action is Action.WAIT
+        clock.tick()
+    clock.tick(3600)  # and then this daemon stalled for an hour
+    assert second.tick().decisions[0].action is Action.WAIT
+    assert fleet.terminated == []
 
 
 def test_jobs_of_an_instance_that_left_its_group_are_requeued_at_once(redis: Redis) -> None:
@@ -191,13 +249,30 @@ def test_jobs_of_an_instance_that_left_its_group_are_requeued_at_once(redis: Red
     liveness = Liveness(redis, ttl_s=10)
     liveness.beat("w1", instance)
     redis.hset(liveness.inflight_key, "w1", job.id)
+    source = FakeQueueDepthSource(
+        reading(in_flight=1, workers_by_instance={instance: ("w1",)}, busy_instances={instance})
+    )
+    scaler = daemon(redis, source, fleet)
+    assert scaler.tick().recovered == 0  # in its group, working
     fleet.terminate(instance)  # e.g. a spot reclaim that skipped the drain
 
-    source = FakeQueueDepthSource(reading(in_flight=1, workers_by_instance={instance: ("w1",)}))
-    report = daemon(redis, source, fleet).tick()
+    report = scaler.tick()
 
     assert report.recovered == 1
     assert Job.fetch(job.id, connection=redis).get_status() == JobStatus.QUEUED
+
+
+def test_a_worker_on_an_instance_never_in_our_groups_is_left_alone(redis: Redis) -> None:
+    job = running_job(redis, worker="w1")
+    liveness = Liveness(redis, ttl_s=10)
+    liveness.beat("w1", "i-0notours")
+    redis.hset(liveness.inflight_key, "w1", job.id)
+    fleet = provider()
+    fleet.terminated.append("i-0notours")  # EC2 would not know it either
+    source = FakeQueueDepthSource(reading(in_flight=1, workers_by_instance={"i-0notours": ("w1",)}))
+
+    assert daemon(redis, source, fleet).tick().recovered == 0
+    assert Job.fetch(job.id, connection=redis).get_status() == JobStatus.STARTED
 
 
 def test_sigterm_stops_after_the_current_tick_and_releases_the_lock(redis: Redis) -> None:

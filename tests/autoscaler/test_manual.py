@@ -11,7 +11,7 @@ from autoscaler.errors import CapacityUnavailable, UsageError
 from autoscaler.fakes import InMemoryCapacityProvider
 from autoscaler.holds import HoldStore
 from autoscaler.manual import plan_scale, release, scale
-from autoscaler.model import Capacity
+from autoscaler.model import Capacity, Hold
 from tests.autoscaler.test_daemon import environment
 
 
@@ -138,3 +138,51 @@ def test_plan_lowers_only_unlaunched_requests() -> None:
     provider.set_desired(groups.spot, 2)
     plan = plan_scale("workers", 5, provider.read()["workers"])
     assert plan.desired == {Capacity.SPOT: 5}
+
+
+def test_scaling_with_spot_short_keeps_the_busy_on_demand_stand_ins(redis: Redis) -> None:
+    provider = InMemoryCapacityProvider({"workers": (20, 8)}, spot_available=0)
+    groups = provider.read()["workers"]
+    provider.set_desired(groups.spot, 5)  # spot cannot deliver any
+    provider.set_desired(groups.on_demand, 5)  # the fallback runs the work
+    od_ids = sorted(i.id for i in provider.read()["workers"].on_demand.instances)
+    provider.calls.clear()
+
+    def scale_to(n: int, busy: frozenset[str]) -> None:
+        scale(
+            environment(),
+            "workers",
+            n,
+            hold_s=600,
+            provider=provider,
+            holds=HoldStore(redis, "test"),
+            busy=lambda: busy,
+        )
+
+    scale_to(5, frozenset(od_ids))
+    assert provider.calls == [] and provider.terminated == []
+    scale_to(4, frozenset(od_ids[:4]))  # one idle stand-in may go
+    assert provider.terminated == [od_ids[4]]
+
+
+def test_a_failed_change_puts_an_open_ended_hold_back_as_it_was(redis: Redis) -> None:
+    holds = HoldStore(redis, "test")
+    redis.set("fleetkit:test:hold:workers", '{"count": 7, "until": null}')
+    provider = fleet()
+
+    def broken(group: object, desired: int) -> None:
+        raise CapacityUnavailable("set_desired_capacity: Throttling")
+
+    provider.set_desired = broken  # type: ignore[method-assign]
+    with pytest.raises(CapacityUnavailable):
+        scale(
+            environment(),
+            "workers",
+            10,
+            hold_s=1800,
+            provider=provider,
+            holds=holds,
+            busy=lambda: frozenset(),
+        )
+    assert holds.get("workers") == Hold(7, None)
+    assert redis.pttl("fleetkit:test:hold:workers") == -1

@@ -16,7 +16,7 @@ from rq.job import Job
 
 from autoscaler.errors import SourceUnavailable
 from autoscaler.model import Hold, QueueLoad
-from autoscaler.rq_source import HEARTBEATS_KEY, RqQueueDepthSource
+from autoscaler.rq_source import RqQueueDepthSource
 from tests.autoscaler.test_rates import assert_load
 from tests.redis_server import free_port
 from tests.worker import jobs
@@ -64,7 +64,7 @@ def running(redis: Redis, worker: str, job_id: str = "job-1") -> None:
 def age(redis: Redis, worker: str, seconds: float) -> None:
     """Move a worker's last heartbeat `seconds` into the past (Redis's clock)."""
     now_s, micros = redis.time()
-    redis.zadd(HEARTBEATS_KEY, {worker: now_s + micros / 1e6 - seconds}, xx=True)
+    redis.zadd("fleetkit:heartbeats", {worker: now_s + micros / 1e6 - seconds}, xx=True)
 
 
 class Clock:
@@ -88,9 +88,7 @@ def test_one_read_of_every_pool(redis: Redis, redis_url: str, decode_responses: 
     pools = {"cpu": ["a", "b"], "gpu": ["g"], "shared": ["b", "b"], "empty": [], "idle": ["x"]}
     # rq itself needs bytes replies (its jobs are pickled); the source works with either.
     client = Redis.from_url(redis_url, decode_responses=decode_responses)
-    source = RqQueueDepthSource(
-        client, heartbeat_ttl_s=TTL, hold_key=lambda pool: f"fleetkit:hold:{pool}"
-    )
+    source = RqQueueDepthSource(client, hold_key=lambda pool: f"fleetkit:hold:{pool}")
 
     reading = source.read(pools)
     client.close()
@@ -121,22 +119,27 @@ def test_busy_instances_and_workers_by_instance(redis: Redis) -> None:
         liveness.beat(worker, instance)
     liveness.beat("w5")  # instance unknown
     running(redis, "w1")
-    running(redis, "w4")  # stale: its instance may be gone
+    running(redis, "w4")  # its heartbeat lags: it may still be running, so it counts
     age(redis, "w4", TTL + 1)
-    running(redis, "w5")
+    running(redis, "w5")  # on no known instance
     running(redis, "w6")
     redis.hdel(f"{Worker.redis_worker_namespace_prefix}w6", "current_job")  # its job ended
 
-    reading = RqQueueDepthSource(redis, heartbeat_ttl_s=TTL).read({})
+    reading = RqQueueDepthSource(redis).read({})
 
-    assert reading.busy_instances == {"i-1"}
-    assert reading.workers_by_instance == {"i-1": ("w1", "w2"), "i-2": ("w3",), "i-4": ("w6",)}
+    assert reading.busy_instances == {"i-1", "i-3"}
+    assert reading.workers_by_instance == {
+        "i-1": ("w1", "w2"),
+        "i-2": ("w3",),
+        "i-3": ("w4",),
+        "i-4": ("w6",),
+    }
 
 
 def test_a_real_rq_worker_running_a_job_makes_its_instance_busy(redis: Redis) -> None:
     Liveness(redis, ttl_s=TTL).beat("w-real", "i-real")
     Liveness(redis, ttl_s=TTL).beat("w-idle", "i-idle")
-    source = RqQueueDepthSource(redis, heartbeat_ttl_s=TTL)
+    source = RqQueueDepthSource(redis)
     job = start(redis, "default", "w-real")
 
     during = source.read({"p": ["default"]})
@@ -149,23 +152,29 @@ def test_a_real_rq_worker_running_a_job_makes_its_instance_busy(redis: Redis) ->
     assert after.busy_instances == frozenset()
 
 
-AGES = [
-    ("fresh", 0.0, True),
-    ("inside-the-ttl", TTL - 1, True),
-    ("past-the-ttl", TTL + 1, False),
-]
+def test_the_in_flight_record_alone_makes_an_instance_busy(redis: Redis) -> None:
+    # Between fleetkit's record and rq's current_job (a forking worker before its horse runs).
+    liveness = Liveness(redis, ttl_s=TTL)
+    liveness.beat("w1", "i-1")
+    liveness.beat("w2", "i-2")
+    redis.hset(liveness.inflight_key, "w1", "job-1")
+
+    assert RqQueueDepthSource(redis).read({}).busy_instances == {"i-1"}
+
+    redis.hdel(liveness.inflight_key, "w1")  # the job ended
+    assert RqQueueDepthSource(redis).read({}).busy_instances == frozenset()
 
 
-@pytest.mark.parametrize(("seconds", "alive"), [a[1:] for a in AGES], ids=[a[0] for a in AGES])
-def test_liveness_judged_by_the_redis_clock(redis: Redis, seconds: float, alive: bool) -> None:
-    Liveness(redis, ttl_s=TTL).beat("w1", "i-1")
+def test_a_forgotten_worker_no_longer_counts(redis: Redis) -> None:
+    liveness = Liveness(redis, ttl_s=TTL)
+    liveness.beat("w1", "i-1")
     running(redis, "w1")
-    age(redis, "w1", seconds)
+    liveness.forget("w1")  # a clean exit, or the sweep after recovering it
 
-    reading = RqQueueDepthSource(redis, heartbeat_ttl_s=TTL).read({})
+    reading = RqQueueDepthSource(redis).read({})
 
-    assert reading.busy_instances == ({"i-1"} if alive else set())
-    assert reading.workers_by_instance == ({"i-1": ("w1",)} if alive else {})
+    assert reading.busy_instances == frozenset()
+    assert reading.workers_by_instance == {}
 
 
 HOLDS = [
@@ -190,9 +199,7 @@ def test_holds_parsed_and_bad_ones_ignored_with_a_warning(
 ) -> None:
     if raw is not None:
         redis.set("fleetkit:hold:cpu", raw)
-    source = RqQueueDepthSource(
-        redis, heartbeat_ttl_s=TTL, hold_key=lambda pool: f"fleetkit:hold:{pool}"
-    )
+    source = RqQueueDepthSource(redis, hold_key=lambda pool: f"fleetkit:hold:{pool}")
 
     with caplog.at_level(logging.WARNING, logger="autoscaler.rq_source"):
         reading = source.read({"cpu": ["a"], "gpu": ["b"]})
@@ -208,14 +215,14 @@ def test_holds_parsed_and_bad_ones_ignored_with_a_warning(
 
 def test_holds_not_read_without_a_hold_key(redis: Redis) -> None:
     redis.set("fleetkit:hold:cpu", json.dumps({"count": 3, "until": None}))
-    reading = RqQueueDepthSource(redis, heartbeat_ttl_s=TTL).read({"cpu": ["a"]})
+    reading = RqQueueDepthSource(redis).read({"cpu": ["a"]})
     assert reading.holds == {}
 
 
 def test_rates_between_two_reads(redis: Redis) -> None:
     enqueue(redis, "a", 10)
     end(redis, "a", 6, 30.0)  # ended before the first read: only the cumulative mean knows them
-    source = RqQueueDepthSource(redis, heartbeat_ttl_s=TTL, clock=Clock(100.0, 110.0))
+    source = RqQueueDepthSource(redis, clock=Clock(100.0, 110.0))
 
     first = source.read({"cpu": ["a"]})
     for _ in range(4):  # 4 jobs taken and ended, 6 arrive, 1 starts
@@ -235,7 +242,7 @@ def test_rates_between_two_reads(redis: Redis) -> None:
 
 def test_rates_by_the_redis_clock_by_default(redis: Redis) -> None:
     enqueue(redis, "a", 10)
-    source = RqQueueDepthSource(redis, heartbeat_ttl_s=TTL)
+    source = RqQueueDepthSource(redis)
 
     first = source.read({"cpu": ["a"]}).loads["cpu"]
     end(redis, "a", 2, 4.0)
@@ -251,7 +258,6 @@ def test_rates_by_the_redis_clock_by_default(redis: Redis) -> None:
 def test_rate_window_per_pool(redis: Redis) -> None:
     source = RqQueueDepthSource(
         redis,
-        heartbeat_ttl_s=TTL,
         rate_window_s={"fast": 10.0},  # "slow" gets the 60 s default
         clock=Clock(0.0, 30.0, 40.0),
     )
@@ -268,7 +274,7 @@ def test_rate_window_per_pool(redis: Redis) -> None:
 
 
 def test_a_pool_dropped_from_a_read_starts_over(redis: Redis) -> None:
-    source = RqQueueDepthSource(redis, heartbeat_ttl_s=TTL, clock=Clock(0.0, 10.0, 20.0))
+    source = RqQueueDepthSource(redis, clock=Clock(0.0, 10.0, 20.0))
     source.read({"cpu": ["a"]})
     source.read({"gpu": ["b"]})
     again = source.read({"cpu": ["a"]}).loads["cpu"]
@@ -313,9 +319,7 @@ def test_round_trips_per_read_do_not_grow_with_the_fleet(
     for q in range(queues):
         enqueue(redis, f"q{q:03}", 1)
     pools = {f"pool{p}": [f"q{q:03}" for q in range(p, queues, 10)] for p in range(10)}
-    source = RqQueueDepthSource(
-        redis, heartbeat_ttl_s=TTL, hold_key=lambda pool: f"fleetkit:hold:{pool}"
-    )
+    source = RqQueueDepthSource(redis, hold_key=lambda pool: f"fleetkit:hold:{pool}")
     redis.ping()  # connected before counting: the handshake is not the read's
     before = round_trips()
 
@@ -336,7 +340,7 @@ def unreachable() -> Iterator[Redis]:
 
 def test_unreachable_redis_is_source_unavailable(unreachable: Redis) -> None:
     with pytest.raises(SourceUnavailable, match="cannot read queues from Redis") as raised:
-        RqQueueDepthSource(unreachable, heartbeat_ttl_s=TTL).read({"cpu": ["a"]})
+        RqQueueDepthSource(unreachable).read({"cpu": ["a"]})
     assert "\n" not in str(raised.value)
     assert "ConnectionError" in str(raised.value)
 
@@ -344,10 +348,4 @@ def test_unreachable_redis_is_source_unavailable(unreachable: Redis) -> None:
 def test_a_redis_error_reply_is_source_unavailable(redis: Redis) -> None:
     redis.set("rq:queue:a", "not a list")
     with pytest.raises(SourceUnavailable, match="WRONGTYPE"):
-        RqQueueDepthSource(redis, heartbeat_ttl_s=TTL).read({"cpu": ["a"]})
-
-
-@pytest.mark.parametrize("ttl", [0.0, -5.0], ids=["zero", "negative"])
-def test_heartbeat_ttl_must_be_positive(redis: Redis, ttl: float) -> None:
-    with pytest.raises(ValueError, match="heartbeat_ttl_s must be positive"):
-        RqQueueDepthSource(redis, heartbeat_ttl_s=ttl)
+        RqQueueDepthSource(redis).read({"cpu": ["a"]})
