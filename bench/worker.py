@@ -66,6 +66,7 @@ def worker_command(kind: str, mode: str, url: str, run_dir: Path, burst: bool) -
         forking=mode == "forking",
         burst=burst,
         run_dir=str(run_dir),
+        log_level="WARNING",  # as plain rq above: per-job log lines cost both the same
     )
     name = f"bench.{kind}.{mode}.{time.monotonic_ns()}"
     return [sys.executable, "-m", "worker.process", settings.model_dump_json(), name]

@@ -1,7 +1,8 @@
-"""`make demo`: deploy the `local` environment into an embedded moto server and show its status.
+"""`make demo`: deploy the `local` environment into an embedded moto server, put a burst of jobs
+on a private redis-server, and let the autoscaler size the fleet for it.
 
-Everything goes through the real `infra` CLI in subprocesses, exactly as a user would type it;
-only the cloud is fake (moto over HTTP, reached through AWS_ENDPOINT_URL).
+Everything goes through the real `infra` and `autoscaler` CLIs in subprocesses, exactly as a
+user would type them; only the cloud is fake (moto over HTTP, reached through AWS_ENDPOINT_URL).
 """
 
 from __future__ import annotations
@@ -11,8 +12,17 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from moto.server import ThreadedMotoServer
+from redis import Redis
+from rq import Queue
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.redis_server import RedisServer  # noqa: E402
 
 
 def free_port() -> int:
@@ -23,7 +33,10 @@ def free_port() -> int:
 
 def run(title: str, *args: str, env: dict[str, str]) -> None:
     print(f"\n$ {title}", flush=True)
-    result = subprocess.run([sys.executable, "-m", "infra", *args], env=env, check=False)
+    program = {"infra": "from infra.cli import main; main()"}.get(
+        title.split()[0], "from autoscaler.cli import main; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", program, *args], env=env, check=False)
     if result.returncode != 0:
         sys.exit(f"demo failed: `{title}` exited {result.returncode}")
 
@@ -43,14 +56,33 @@ def main() -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     env.pop("AWS_PROFILE", None)
-    print(f"fleetkit demo: fake AWS (moto) at {env['AWS_ENDPOINT_URL']}")
+    redis_server = RedisServer(Path(tempfile.mkdtemp(prefix="fleetkit-demo-"))).start()
+    env["FLEETKIT_REDIS_URL"] = redis_server.url
+    print(
+        f"fleetkit demo: fake AWS (moto) at {env['AWS_ENDPOINT_URL']}, Redis at {redis_server.url}"
+    )
     try:
         run("infra deploy --env local --yes", "deploy", "--env", "local", "--yes", env=env)
         run("infra deploy --env local --yes  # again", "deploy", "--env", "local", "--yes", env=env)
         run("infra status --env local", "status", "--env", "local", env=env)
+        queue = Queue("default", connection=Redis.from_url(redis_server.url))
+        for seconds in range(40):
+            queue.enqueue("time.sleep", seconds % 5)
+        print(f"\n# {len(queue)} jobs enqueued on 'default' with rq's own Queue.enqueue")
+        run("autoscaler run --env local --once", "run", "--env", "local", "--once", env=env)
+        run(
+            "autoscaler scale workers 12 --env local --hold 10m",
+            *("scale", "workers", "12", "--env", "local", "--hold", "10m"),
+            env=env,
+        )
+        run("autoscaler status --env local", "status", "--env", "local", env=env)
     finally:
+        redis_server.stop()
         server.stop()
-    print("\ndemo complete: stack deployed, redeploy was a no-op, status shown.")
+    print(
+        "\ndemo complete: stack deployed, redeploy was a no-op, the autoscaler sized the spot "
+        "group for the burst in one tick, and a manual burst is held."
+    )
 
 
 if __name__ == "__main__":

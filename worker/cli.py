@@ -92,6 +92,11 @@ def main() -> None:
     help="Treat a rebalance recommendation like an interruption notice.",
 )
 @click.option("--run-dir", help="Directory for the supervisor's notice file.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Worker log level (default INFO: rq logs three lines per job).",
+)
 def run(
     env_ref: str | None,
     pool: str | None,
@@ -106,6 +111,8 @@ def run(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     overrides: dict[str, Any] = dict(flags)
+    if overrides.get("log_level"):
+        overrides["log_level"] = overrides["log_level"].upper()
     if queues:
         overrides["queues"] = tuple(q.strip() for q in queues.split(",") if q.strip())
     if simple:

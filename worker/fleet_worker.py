@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
@@ -28,6 +28,7 @@ from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
+from worker.batch import WriteBatch
 from worker.errors import ShutDownImminent
 from worker.handback import Outcome, hand_back, should_hand_back
 from worker.health import WorkerHealth
@@ -267,9 +268,6 @@ class _FleetMixin:
         assert isinstance(job, FleetJob)
         self._fleet_job = job
         self._fleet_unfinished = job.id
-        # Recorded before rq registers the execution (and forks): a hard kill from here on is
-        # recovered by the sweep, not left for rq's lease expiry to fail as abandoned.
-        self.connection.hset(self.liveness.inflight_key, self.name, job.id)
         try:
             super().execute_job(job, queue)  # type: ignore[misc]
             self._fleet_unfinished = None
@@ -282,7 +280,17 @@ class _FleetMixin:
             self._fleet_job = None
             self._fleet_handing_back = None
 
-    # Our bookkeeping rides in the pipelines rq already sends at job start and end.
+    # Our bookkeeping rides in the pipelines rq already sends at job start and end, each time as
+    # one EVAL (`worker.batch`).
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        super().set_state(state, pipeline=pipeline)  # type: ignore[misc]
+        job = self._fleet_job
+        if state == WorkerStatus.BUSY and pipeline is not None and job is not None:
+            # In the transaction that registers rq's execution: from the moment rq knows the
+            # job runs here, the sweep knows too, so a hard kill is recovered, never left for
+            # rq's lease expiry to fail as abandoned.
+            pipeline.hset(self.liveness.inflight_key, self.name, job.id)
 
     def set_current_job_id(self, job_id: str | None = None, pipeline: Any = None) -> None:
         super().set_current_job_id(job_id, pipeline=pipeline)  # type: ignore[misc]
@@ -290,7 +298,9 @@ class _FleetMixin:
         if job_id is None or pipeline is None or job is None or job.id != job_id:
             return
         pickup = time.time() - job.enqueued_at.timestamp() if job.enqueued_at else None
-        self.metrics.job_started(pickup, pipeline)
+        batch = WriteBatch()
+        self.metrics.job_started(pickup, cast(Any, batch))
+        batch.add_to(pipeline)
 
     def increment_successful_job_count(self, pipeline: Any = None) -> None:
         super().increment_successful_job_count(pipeline)  # type: ignore[misc]
@@ -298,12 +308,14 @@ class _FleetMixin:
         if job is None or pipeline is None:
             return
         duration = _duration(job)
-        pipeline.hdel(self.liveness.inflight_key, self.name)
-        pipeline.hincrbyfloat(_DURATIONS_KEY, f"{job.func_name}:sum", duration)
-        pipeline.hincrby(_DURATIONS_KEY, f"{job.func_name}:count", 1)
-        _count_ended(pipeline, job.origin, duration)
-        self.metrics.job_finished(duration, pipeline)
-        self.health.record_job(True, pipe=pipeline)
+        batch = WriteBatch()
+        batch.hdel(self.liveness.inflight_key, self.name)
+        batch.hincrbyfloat(_DURATIONS_KEY, f"{job.func_name}:sum", duration)
+        batch.hincrby(_DURATIONS_KEY, f"{job.func_name}:count", 1)
+        _count_ended(batch, job.origin, duration)
+        self.metrics.job_finished(duration, cast(Any, batch))
+        self.health.record_job(True, pipe=cast(Any, batch))
+        batch.add_to(pipeline)
 
     def increment_failed_job_count(self, pipeline: Any = None) -> None:
         super().increment_failed_job_count(pipeline)  # type: ignore[misc]
@@ -311,10 +323,12 @@ class _FleetMixin:
         if job is None or pipeline is None:
             return
         duration = _duration(job)
-        pipeline.hdel(self.liveness.inflight_key, self.name)
-        _count_ended(pipeline, job.origin, duration)
-        self.metrics.job_failed(duration, pipeline)
-        self.health.record_job(False, pipe=pipeline)
+        batch = WriteBatch()
+        batch.hdel(self.liveness.inflight_key, self.name)
+        _count_ended(batch, job.origin, duration)
+        self.metrics.job_failed(duration, cast(Any, batch))
+        self.health.record_job(False, pipe=cast(Any, batch))
+        batch.add_to(pipeline)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if getattr(job, "handed_back", False):

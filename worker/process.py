@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     # back without pydantic keeps ~10 MB out of the process that forks once per job.
     settings = SimpleNamespace(**json.loads(args[0]))
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     worker = build_worker(settings, args[1])
-    worker.work(burst=settings.burst, logging_level="INFO")
+    worker.work(burst=settings.burst, logging_level=settings.log_level)
 
 
 if __name__ == "__main__":

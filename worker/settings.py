@@ -35,6 +35,8 @@ class WorkerSettings(BaseModel):
     metrics_host: str = "0.0.0.0"
     burst: bool = False
     name_prefix: str = "fleet"
+    # rq logs three lines per job at INFO; busy fleets may prefer WARNING.
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     # The EC2 instance the workers run on (from IMDS): lets the autoscaler map workers to
     # instances, to spare busy ones on scale-in and recover jobs of instances that left.
     instance_id: str | None = None
