@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 from rq import Queue
@@ -72,12 +73,18 @@ def worker_command(kind: str, mode: str, url: str, run_dir: Path, burst: bool) -
     return [sys.executable, "-m", "worker.process", settings.model_dump_json(), name]
 
 
+LOGS: Path | None = None  # --logs DIR: each worker process's output, for post-mortems
+
+
 def spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    output: Any = subprocess.DEVNULL
+    if LOGS is not None:
+        output = (LOGS / f"worker-{time.monotonic_ns()}.log").open("wb")
     return subprocess.Popen(
         command,
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
         start_new_session=True,
     )
 
@@ -145,6 +152,7 @@ def chaos(url: str, tmp: Path, jobs: int, processes: int) -> dict[str, int]:
             heartbeat_ttl_s=4,
             sweep_interval_s=1,
             safety_margin_s=1,
+            log_level="INFO" if LOGS is not None else "WARNING",
         )
         name = f"chaos.{index}.{time.monotonic_ns()}"
         command = [sys.executable, "-m", "worker.process", settings.model_dump_json(), name]
@@ -178,7 +186,13 @@ def chaos(url: str, tmp: Path, jobs: int, processes: int) -> dict[str, int]:
         failed = Job.fetch(job_id, connection=redis)
         result = failed.latest_result()
         reason = result.exc_string if result else failed.exc_info
-        print(f"failed {job_id}: {reason!r} meta={failed.meta}", file=sys.stderr)
+        print(
+            f"failed {job_id}: {reason!r} meta={failed.meta} worker={failed.worker_name!r} "
+            f"started_at={failed.started_at} enqueued_at={failed.enqueued_at}",
+            file=sys.stderr,
+        )
+    print("killed:", [workers[i][0].args[-1] for i in kills], file=sys.stderr)
+    print("noticed:", [workers[i][0].args[-1] for i in notices], file=sys.stderr)
     return {
         "jobs": jobs,
         "completed": len(done & set(ids)),
@@ -198,7 +212,12 @@ def main() -> None:
     parser.add_argument("--chaos-jobs", type=int, default=10_000)
     parser.add_argument("--chaos-processes", type=int, default=8)
     parser.add_argument("--chaos-only", action="store_true")
+    parser.add_argument("--logs", type=Path, help="keep each worker process's output here")
     args = parser.parse_args()
+    global LOGS
+    if args.logs:
+        args.logs.mkdir(parents=True, exist_ok=True)
+        LOGS = args.logs
     tmp = Path(tempfile.mkdtemp(prefix="fleetkit-bench-"))
     server = RedisServer(tmp).start()
     url = server.url

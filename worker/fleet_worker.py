@@ -165,17 +165,38 @@ class _FleetMixin:
         unfinished = self._fleet_unfinished
         try:
             if unfinished is not None:
-                hand_back(
-                    self.connection,
+                self._fleet_hand_back_own(
                     unfinished,
-                    reason=f"worker {self.name} stopped mid-job ({self._fleet_exit_reason})",
-                    only_from_worker=self.name,
-                    job_class=FleetJob,
+                    f"worker {self.name} stopped mid-job ({self._fleet_exit_reason})",
                 )
             self.liveness.forget(self.name)
         except RedisError as exc:
             # Redis is still away: our heartbeat expires and the sweep recovers the job.
             log.warning("worker %s: leaving recovery to the sweep: %s", self.name, exc)
+
+    def _fleet_hand_back_own(self, job_id: str, reason: str) -> Outcome:
+        """Hand back a job this worker took, only while it is still this worker's.
+
+        Started: only while its worker is still us (the horse may have handed it back and
+        another worker taken it since). Registered but never started (the horse died first):
+        only while our execution is still in rq's started registry, which any hand back or
+        finish removes.
+        """
+        outcome = hand_back(
+            self.connection, job_id, reason=reason, only_from_worker=self.name, job_class=FleetJob
+        )
+        execution = getattr(self, "execution", None)
+        composite = getattr(execution, "composite_key", None)
+        if outcome is Outcome.SKIPPED and composite and composite.startswith(f"{job_id}:"):
+            outcome = hand_back(
+                self.connection,
+                job_id,
+                reason=reason,
+                job_class=FleetJob,
+                allow_queued=True,
+                execution=composite,
+            )
+        return outcome
 
     def _fleet_recovered(self, recovered: list[Recovered]) -> None:
         self.metrics.jobs_recovered(len(recovered))
@@ -266,6 +287,16 @@ class _FleetMixin:
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         assert isinstance(job, FleetJob)
+        if self._fleet_draining:
+            # Dequeued just as the drain began: never started, so it simply goes back.
+            hand_back(
+                self.connection,
+                job.id,
+                reason=f"dequeued by {self.name} as it began to drain",
+                job_class=FleetJob,
+                allow_queued=True,
+            )
+            raise StopRequested()
         self._fleet_job = job
         self._fleet_unfinished = job.id
         try:
@@ -361,11 +392,7 @@ class _FleetMixin:
         return f"handed back by {self.name} before termination"
 
     def _fleet_finish_hand_back(self, job: Job, reason: str) -> None:
-        # Only while this worker still runs it: the horse may have handed it back already and
-        # another worker taken it since.
-        outcome = hand_back(
-            self.connection, job.id, reason=reason, only_from_worker=self.name, job_class=FleetJob
-        )
+        outcome = self._fleet_hand_back_own(job.id, reason)
         if outcome is Outcome.REQUEUED:
             log.warning("worker %s: job %s handed back to %s", self.name, job.id, job.origin)
             self.metrics.job_handed_back()
@@ -384,6 +411,10 @@ class FleetWorker(_FleetMixin, Worker):
         # Move everything the parent built so far (modules, clients) out of the collector's
         # reach, once: a horse's garbage collection then no longer writes to those pages, so
         # the fork copies fewer of them. Later per-job objects are collected as usual.
+        if self._fleet_handing_back == job.id:
+            # The notice came between dequeue and fork: no horse to interrupt, so none is
+            # started. The loop stops here and `_fleet_exit` hands the job back.
+            raise StopRequested()
         if not self._fleet_frozen:
             gc.freeze()
             self._fleet_frozen = True

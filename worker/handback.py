@@ -75,11 +75,14 @@ def hand_back(
     max_hard_kills: int = 3,
     job_class: type[Job] = Job,
     allow_queued: bool = False,
+    execution: str | None = None,
 ) -> Outcome:
     """Put a started job back at the front of its queue: status queued, no retry consumed.
 
     `only_from_worker` restricts it to a job that worker is running (recovery after a hard kill).
     `allow_queued` also takes a job that was dequeued but never started (rq's intermediate list).
+    `execution` (rq's `<job id>:<execution id>`) restricts it to while that execution is still
+    registered as started: proof that nobody has handed the job back or finished it since.
     """
     job_key = Job.key_for(job_id)
     for _ in range(20):
@@ -94,13 +97,19 @@ def hand_back(
                 if plan.outcome is Outcome.SKIPPED:
                     return plan.outcome
                 queue = Queue(job.origin, connection=connection, job_class=job_class)
+                started = StartedJobRegistry(job.origin, connection=connection, job_class=job_class)
+                if execution is not None:
+                    pipe.watch(started.key)
+                    if connection.zscore(started.key, execution) is None:
+                        return Outcome.SKIPPED
                 if job.get_status(refresh=False) == JobStatus.QUEUED:
                     # A queued job must not be pushed twice: watch the list too.
                     pipe.watch(queue.key)
                     if connection.lpos(queue.key, job.id) is not None:
                         return Outcome.SKIPPED
-                started = StartedJobRegistry(job.origin, connection=connection, job_class=job_class)
                 executions = [e.composite_key for e in job.get_executions()]
+                if execution is not None and execution not in executions:
+                    executions.append(execution)
                 pipe.multi()
                 if executions:
                     pipe.zrem(started.key, *executions)

@@ -141,3 +141,44 @@ def test_a_queued_job_is_never_pushed_twice(redis_url: str) -> None:
     job = queue.enqueue(jobs.quick)
     assert hand_back(redis, job.id, reason="x", allow_queued=True) is Outcome.SKIPPED
     assert queue.get_job_ids() == [job.id]
+
+
+def test_a_registered_job_that_never_started_goes_back_once(redis_url: str) -> None:
+    """The notice came between rq registering the execution and the horse starting the job."""
+    from rq.executions import Execution
+    from rq.registry import StartedJobRegistry
+
+    redis = Redis.from_url(redis_url)
+    queue = Queue("default", connection=redis, job_class=FleetJob)
+    job = queue.enqueue(jobs.slow, 10)
+    queue.enqueue(jobs.slow, 1)  # another job behind it
+    redis.lrem(queue.key, 0, job.id)  # dequeued by w1
+    with redis.pipeline() as pipe:
+        execution = Execution.create(job, 240, pipeline=pipe, worker_name="w1")
+        pipe.execute()
+    started = StartedJobRegistry("default", connection=redis)
+    assert job.get_status() == JobStatus.QUEUED and len(started) == 1
+
+    first = hand_back(
+        redis,
+        job.id,
+        reason="drained before it started",
+        job_class=FleetJob,
+        allow_queued=True,
+        execution=execution.composite_key,
+    )
+    assert first is Outcome.REQUEUED
+    assert queue.get_job_ids()[0] == job.id
+    assert len(started) == 0  # nothing left for rq to fail as abandoned
+
+    redis.lrem(queue.key, 0, job.id)  # another worker takes it before w1 looks again
+    again = hand_back(
+        redis,
+        job.id,
+        reason="w1 exiting",
+        job_class=FleetJob,
+        allow_queued=True,
+        execution=execution.composite_key,
+    )
+    assert again is Outcome.SKIPPED
+    assert job.id not in queue.get_job_ids()  # not pushed twice
