@@ -82,6 +82,11 @@ def main() -> None:
     help="Run jobs in the worker process (rq SimpleWorker) instead of forking per job.",
 )
 @click.option(
+    "--prefork/--no-prefork",
+    default=None,
+    help="Keep a work horse forked ahead of the next job (forking mode; default on).",
+)
+@click.option(
     "--drain-timeout", "drain_timeout_s", type=float, help="Seconds to finish jobs on SIGTERM."
 )
 @click.option("--poll-interval", "poll_interval_s", type=float, help="Seconds between IMDS polls.")

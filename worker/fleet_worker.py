@@ -1,6 +1,8 @@
 """rq workers that hand their job back instead of losing it when the instance goes away.
 
-Both variants share one mixin that overrides rq's own hooks; rq's job loop is not copied.
+Both variants share one mixin that overrides rq's own hooks; rq's job loop is not copied. The
+variants live beside this module: `worker.forking.FleetWorker` (a horse per job) and
+`worker.simple.FleetSimpleWorker` (jobs in the worker process).
 
 Notice flow: the supervisor writes the notice to `notice.json` and sends SIGUSR1. The worker stops
 taking jobs; a running job that cannot finish before the deadline minus the safety margin is
@@ -10,8 +12,6 @@ SIGTERM is the same with deadline = now + drain timeout; a second SIGTERM hands 
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import logging
 import os
@@ -26,10 +26,9 @@ from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 from rq.job import Job, JobStatus
 from rq.queue import Queue
-from rq.worker import SimpleWorker, Worker, WorkerStatus
+from rq.worker import WorkerStatus
 
 from worker.batch import WriteBatch
-from worker.errors import ShutDownImminent
 from worker.handback import Outcome, hand_back, should_hand_back
 from worker.health import WorkerHealth
 from worker.liveness import Beacon, Liveness, Recovered
@@ -39,8 +38,7 @@ __all__ = [
     "NOTICE_FILE",
     "QUEUE_STATS_KEY",
     "FleetJob",
-    "FleetSimpleWorker",
-    "FleetWorker",
+    "FleetWorkerMixin",
     "mean_duration",
 ]
 
@@ -85,7 +83,7 @@ def mean_duration(connection: Any, func_name: str) -> float | None:
     return float(total) / int(count)
 
 
-class _FleetMixin:
+class FleetWorkerMixin:
     """Overrides of rq.BaseWorker hooks; mixed into rq.Worker and rq.SimpleWorker."""
 
     fleet: dict[str, Any]
@@ -109,6 +107,7 @@ class _FleetMixin:
         handback_grace_s: float,
         beat_interval_s: float = 1.0,
         instance_id: str | None = None,
+        prefork: bool = True,
     ) -> None:
         self.fleet = {
             "redis_url": redis_url,
@@ -122,6 +121,7 @@ class _FleetMixin:
             "handback_grace_s": handback_grace_s,
             "beat_interval_s": beat_interval_s,
             "instance_id": instance_id,
+            "prefork": prefork,
         }
         self._fleet_deadline: float | None = None
         self._fleet_draining = False
@@ -400,79 +400,3 @@ class _FleetMixin:
             self.set_current_job_id(None, pipeline=pipe)
             pipe.hdel(self.liveness.inflight_key, self.name)
             pipe.execute()
-
-
-class FleetWorker(_FleetMixin, Worker):
-    """Forks a work horse per job (rq.Worker); the horse is interrupted on hand back."""
-
-    _fleet_frozen = False
-
-    def fork_work_horse(self, job: Job, queue: Queue) -> None:
-        # Move everything the parent built so far (modules, clients) out of the collector's
-        # reach, once: a horse's garbage collection then no longer writes to those pages, so
-        # the fork copies fewer of them. Later per-job objects are collected as usual.
-        if self._fleet_handing_back == job.id:
-            # The notice came between dequeue and fork: no horse to interrupt, so none is
-            # started. The loop stops here and `_fleet_exit` hands the job back.
-            raise StopRequested()
-        if not self._fleet_frozen:
-            gc.freeze()
-            self._fleet_frozen = True
-        super().fork_work_horse(job, queue)
-
-    def _fleet_hand_back_current(self, reason: str) -> None:
-        job = self._fleet_job
-        if job is None or self._fleet_handing_back == job.id:
-            return
-        self._fleet_handing_back = job.id
-        horse = self.horse_pid
-        if not horse:
-            return
-        log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)
-        os.kill(horse, signal.SIGUSR1)
-        # A job that ignores ShutDownImminent (stuck in C, swallows BaseException) is killed;
-        # the parent then hands it back itself in handle_job_failure.
-        timer = threading.Timer(self.fleet["handback_grace_s"], self._kill_horse_if_still, (horse,))
-        timer.daemon = True
-        timer.start()
-
-    def _kill_horse_if_still(self, pid: int) -> None:
-        # Only the same horse: once reaped, its pid may belong to someone else.
-        if self.horse_pid == pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-    def setup_work_horse_signals(self) -> None:
-        # The horse ignores stop signals (systemd sends them to the whole group): the parent
-        # decides, and tells the horse with SIGUSR1.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-        signal.signal(signal.SIGUSR1, self._horse_interrupted)
-
-    def perform_job(self, job: Job, queue: Queue) -> bool:
-        assert isinstance(job, FleetJob)
-        self._fleet_job = job
-        result: bool = super().perform_job(job, queue)
-        return result
-
-    def _horse_interrupted(self, signum: int, frame: FrameType | None) -> None:
-        job = self._fleet_job
-        if job is None or job.handed_back:
-            return
-        job.handed_back = True
-        self._fleet_handing_back = job.id
-        raise ShutDownImminent(f"job {job.id} is being handed back")
-
-
-class FleetSimpleWorker(_FleetMixin, SimpleWorker):
-    """Runs jobs in its own process (rq.SimpleWorker); the job is interrupted in place."""
-
-    def _fleet_hand_back_current(self, reason: str) -> None:
-        job = self._fleet_job
-        if job is None or job.handed_back or self.get_state() != WorkerStatus.BUSY:
-            return
-        log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)
-        job.handed_back = True
-        self._fleet_handing_back = job.id
-        raise ShutDownImminent(f"job {job.id} is being handed back")

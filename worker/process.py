@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 from redis import Redis
 from rq.queue import Queue
 
-from worker.fleet_worker import FleetJob, FleetSimpleWorker, FleetWorker
+from worker.fleet_worker import FleetJob
+from worker.forking import FleetWorker
+from worker.simple import FleetSimpleWorker
 
 if TYPE_CHECKING:
     from worker.settings import WorkerSettings
@@ -45,6 +47,7 @@ def build_worker(settings: WorkerSettings | Any, name: str) -> FleetWorker | Fle
         max_hard_kills=settings.max_hard_kills,
         handback_grace_s=settings.handback_grace_s,
         instance_id=settings.instance_id,
+        prefork=getattr(settings, "prefork", True),
     )
     return worker
 

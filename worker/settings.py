@@ -19,6 +19,9 @@ class WorkerSettings(BaseModel):
     queues: tuple[str, ...] = Field(min_length=1)
     processes: int = Field(default=1, ge=1, le=256)
     forking: bool = True  # rq.Worker (fork per job) or rq.SimpleWorker (in process)
+    # Forking mode: fork (and connect) the next job's horse while the current job runs, so a
+    # dequeued job does not wait for fork + connect (worker/forking.py).
+    prefork: bool = True
     imds_endpoint: str | None = None
     poll_interval_s: float = Field(default=2.0, gt=0, le=60)
     # Hand back a job unless it is expected to end this long before the instance does.

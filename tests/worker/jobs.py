@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from rq import get_current_job
@@ -43,3 +44,9 @@ def counted_steps(total: int, step_s: float) -> int:
 def failing() -> None:
     _count_run()
     raise RuntimeError("boom")
+
+
+def whereami() -> tuple[int, int]:
+    """The process the job ran in, and its parent (the worker)."""
+    _count_run()
+    return os.getpid(), os.getppid()

@@ -1,0 +1,123 @@
+"""The forking worker's spare horse: each job in a fresh process, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+
+from tests.worker import jobs
+from tests.worker.procs import descendants, runs, settings, start_worker, stop, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Redis:
+    return Redis.from_url(redis_url)
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie waiting for its reaper counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in {"Z", "X"}
+
+
+def spares(pid: int) -> list[int]:
+    return [child for child in descendants(pid) if not gone(child)]
+
+
+def finished(redis: Redis, job_id: str) -> bool:
+    return Job.fetch(job_id, connection=redis).get_status(refresh=True) == JobStatus.FINISHED
+
+
+@pytest.mark.parametrize("prefork", [True, False], ids=["prefork", "fork-per-job"])
+def test_every_job_runs_in_a_fresh_child_of_the_worker(
+    redis_url: str, redis: Redis, tmp_path: Path, prefork: bool
+) -> None:
+    queue = Queue("default", connection=redis)
+    enqueued = [queue.enqueue(jobs.whereami) for _ in range(6)]
+    _, worker = start_worker(settings(redis_url, tmp_path, burst=True, prefork=prefork))
+    try:
+        assert worker.wait(timeout=60) == 0
+    finally:
+        stop(worker)
+    results = [Job.fetch(job.id, connection=redis).return_value() for job in enqueued]
+    assert all(result is not None for result in results)
+    pids = {pid for pid, _ in results}
+    assert len(pids) == len(enqueued)  # no process ran two jobs
+    assert worker.pid not in pids
+    assert {parent for _, parent in results} == {worker.pid}
+
+
+def test_a_spare_waits_connected_and_leaves_with_its_worker(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    queue = Queue("default", connection=redis)
+    first = queue.enqueue(jobs.quick)
+    _, worker = start_worker(settings(redis_url, tmp_path))
+    try:
+        wait_for(lambda: finished(redis, first.id), 20, "the first job")
+        wait_for(lambda: len(spares(worker.pid)) == 1, 10, "a spare horse")
+        (spare,) = spares(worker.pid)
+        # Hard kill of the worker alone: the spare must not linger with no job and no parent.
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        wait_for(lambda: gone(spare), 10, "the spare to exit")
+    finally:
+        stop(worker)
+
+
+def test_a_dead_spare_is_replaced_and_no_job_fails(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    queue = Queue("default", connection=redis)
+    first = queue.enqueue(jobs.quick)
+    _, worker = start_worker(settings(redis_url, tmp_path))
+    try:
+        wait_for(lambda: finished(redis, first.id), 20, "the first job")
+        wait_for(lambda: len(spares(worker.pid)) == 1, 10, "a spare horse")
+        (spare,) = spares(worker.pid)
+        os.kill(spare, signal.SIGKILL)
+        wait_for(lambda: gone(spare), 10, "the spare to die")
+        second = queue.enqueue(jobs.quick)
+        wait_for(lambda: finished(redis, second.id), 20, "a job after the spare died")
+        assert runs(redis, second.id) == 1
+        assert len(FailedJobRegistry(queue=queue)) == 0
+    finally:
+        stop(worker)
+
+
+def test_a_job_on_a_spare_is_handed_back_on_a_second_sigterm(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    queue = Queue("default", connection=redis)
+    warm = queue.enqueue(jobs.quick)  # the first job forks; the next one runs on the spare
+    long_job = queue.enqueue(jobs.slow, 60)
+    _, worker = start_worker(settings(redis_url, tmp_path))
+    try:
+        wait_for(lambda: finished(redis, warm.id), 20, "the first job")
+        wait_for(lambda: runs(redis, long_job.id) == 1, 20, "the long job to start")
+        children = spares(worker.pid)  # the horse running the long job, and the next spare
+        assert len(children) == 2
+        os.kill(worker.pid, signal.SIGTERM)
+        time.sleep(1.5)
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+        job = Job.fetch(long_job.id, connection=redis)
+        assert job.get_status(refresh=True) == JobStatus.QUEUED
+        assert queue.get_job_ids()[0] == long_job.id
+        assert long_job.id not in FailedJobRegistry(queue=queue)
+        wait_for(lambda: all(gone(child) for child in children), 10, "no process left behind")
+    finally:
+        stop(worker)

@@ -1,0 +1,242 @@
+"""The forking worker: a work horse per job, forked before the job arrives.
+
+rq forks the horse after it has dequeued the job, so every job waits for the fork and for the
+horse's first Redis connection: on a 2-vCPU VM that is 12-14 ms of a 19 ms pickup, measured
+(docs/benchmarks.md). `FleetWorker` keeps one *spare* horse forked ahead: it has connected to
+Redis and waits on a pipe. A dequeued job goes to the spare (one small write), and the next spare
+is forked while the job runs, off the job's path. Each job still runs in a fresh process of its
+own, forked from the same parent state as rq's, with rq's own `main_work_horse`.
+
+The spare never holds a job until the parent writes one: a spare whose parent dies reads EOF
+and exits; a spare that died is replaced by an ordinary fork.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from redis.exceptions import RedisError
+from rq.exceptions import StopRequested
+from rq.executions import Execution
+from rq.job import Job
+from rq.queue import Queue
+from rq.worker import Worker
+
+from worker.errors import ShutDownImminent
+from worker.fleet_worker import FleetJob, FleetWorkerMixin
+
+__all__ = ["FleetWorker"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Spare:
+    pid: int
+    pipe: int  # write end; closing it tells a waiting spare to exit
+
+    def alive(self) -> bool:
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return pid == 0
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Hand the spare its job; False when it is gone (then nothing was handed)."""
+        data = (json.dumps(message) + "\n").encode()
+        try:
+            # Under PIPE_BUF bytes: one write is atomic.
+            written = os.write(self.pipe, data)
+        except OSError:
+            return False
+        finally:
+            self._close_pipe()
+        return written == len(data)
+
+    def discard(self) -> None:
+        self._close_pipe()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+    def _close_pipe(self) -> None:
+        # Once only: a second close could hit a descriptor another thread has opened since.
+        if self.pipe >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.pipe)
+            self.pipe = -1
+
+
+def _read_message(fd: int) -> dict[str, Any] | None:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries reads
+            continue
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    data = b"".join(chunks)
+    return json.loads(data) if data.endswith(b"\n") else None
+
+
+class FleetWorker(FleetWorkerMixin, Worker):
+    """Forks a work horse per job (rq.Worker); the horse is interrupted on hand back."""
+
+    _fleet_frozen = False
+    _fleet_spare: _Spare | None = None
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self._fleet_discard_spare()
+
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        if self._fleet_handing_back == job.id:
+            # The notice came between dequeue and fork: no horse to interrupt, so none is
+            # started. The loop stops here and `_fleet_exit` hands the job back.
+            raise StopRequested()
+        if not self._fleet_frozen:
+            # Move everything the parent built so far (modules, clients) out of the collector's
+            # reach, once: a horse's garbage collection then no longer writes to those pages, so
+            # the fork copies fewer of them. Later per-job objects are collected as usual.
+            gc.freeze()
+            self._fleet_frozen = True
+        if not self._fleet_dispatch_to_spare(job, queue):
+            super().fork_work_horse(job, queue)
+        if self.fleet.get("prefork", True) and not self._fleet_draining:
+            self._fleet_spare = self._fleet_fork_spare()
+
+    def _fleet_dispatch_to_spare(self, job: Job, queue: Queue) -> bool:
+        spare, self._fleet_spare = self._fleet_spare, None
+        if spare is None:
+            return False
+        execution = self.execution
+        message = {
+            "job": job.id,
+            "queue": queue.name,
+            "execution": execution.id if execution else None,
+            "created_at": execution.created_at.timestamp() if execution else None,
+        }
+        if not spare.alive() or not spare.send(message):
+            spare.discard()
+            return False
+        os.environ["RQ_WORKER_ID"] = self.name
+        os.environ["RQ_JOB_ID"] = job.id
+        self._horse_pid = spare.pid
+        self.procline(f"Handed {job.id} to spare horse {spare.pid}")
+        return True
+
+    def _fleet_fork_spare(self) -> _Spare | None:
+        read_end, write_end = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(read_end)
+            os.close(write_end)
+            log.warning("worker %s: no spare horse (%s); forking per job", self.name, exc)
+            return None
+        if pid == 0:  # pragma: no cover - runs in the child, which leaves with os._exit
+            os.close(write_end)
+            try:
+                self._fleet_spare_main(read_end)
+            finally:
+                os._exit(1)
+        os.close(read_end)
+        return _Spare(pid=pid, pipe=write_end)
+
+    def _fleet_spare_main(self, pipe: int) -> None:  # pragma: no cover - child process
+        os.setpgrp()
+        # Nothing of the job the parent was running when it forked this spare is ours.
+        self._fleet_job = None
+        self._fleet_handing_back = None
+        self._fleet_unfinished = None
+        self.execution = None
+        self.setup_work_horse_signals()
+        with contextlib.suppress(RedisError, OSError):
+            self.connection.ping()  # connect now, not on the job's clock
+        message = _read_message(pipe)
+        os.close(pipe)
+        if message is None:
+            os._exit(0)  # the parent went away or stopped without a job for us
+        os.environ["RQ_JOB_ID"] = message["job"]
+        job = self.job_class.fetch(
+            message["job"], connection=self.connection, serializer=self.serializer
+        )
+        assert isinstance(job, FleetJob)
+        self._fleet_job = job  # from here on, a hand back signal interrupts this job
+        queue = next(
+            (q for q in self.queues if q.name == message["queue"]),
+            None,
+        ) or self.queue_class(message["queue"], connection=self.connection, job_class=FleetJob)
+        if message["execution"]:
+            execution = Execution(
+                message["execution"], job.id, self.connection, worker_name=self.name
+            )
+            started = datetime.fromtimestamp(message["created_at"], tz=UTC)
+            execution.created_at = execution.last_heartbeat = started
+            self.execution = execution
+        self.main_work_horse(job, queue)
+
+    def _fleet_discard_spare(self) -> None:
+        spare, self._fleet_spare = self._fleet_spare, None
+        if spare is not None:
+            spare.discard()
+
+    def _fleet_hand_back_current(self, reason: str) -> None:
+        job = self._fleet_job
+        if job is None or self._fleet_handing_back == job.id:
+            return
+        self._fleet_handing_back = job.id
+        horse = self.horse_pid
+        if not horse:
+            return
+        log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)
+        os.kill(horse, signal.SIGUSR1)
+        # A job that ignores ShutDownImminent (stuck in C, swallows BaseException) is killed;
+        # the parent then hands it back itself in handle_job_failure.
+        timer = threading.Timer(self.fleet["handback_grace_s"], self._kill_horse_if_still, (horse,))
+        timer.daemon = True
+        timer.start()
+
+    def _kill_horse_if_still(self, pid: int) -> None:
+        # Only the same horse: once reaped, its pid may belong to someone else.
+        if self.horse_pid == pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def setup_work_horse_signals(self) -> None:
+        # The horse ignores stop signals (systemd sends them to the whole group): the parent
+        # decides, and tells the horse with SIGUSR1.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, self._horse_interrupted)
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        assert isinstance(job, FleetJob)
+        self._fleet_job = job
+        result: bool = super().perform_job(job, queue)
+        return result
+
+    def _horse_interrupted(self, signum: int, frame: FrameType | None) -> None:
+        job = self._fleet_job
+        if job is None or job.handed_back:
+            return
+        job.handed_back = True
+        self._fleet_handing_back = job.id
+        raise ShutDownImminent(f"job {job.id} is being handed back")
