@@ -3,12 +3,12 @@
 Groups are found by their tags (`infra.blueprints.pool.group_tags`), never by name: a stack
 update may recreate a group under a new physical name.
 
-Retries are layered. The clients `infra.aws.AwsClients` makes already retry throttles, 5xx and
-connection errors inside botocore (`RETRY_CONFIG`: adaptive mode, which also rate-limits the
-client). This module adds a short full-jitter backoff on top for what botocore does not retry,
-Auto Scaling's `ScalingActivityInProgress`, and for a throttle or 5xx that outlasted botocore's
-own attempts. Only after both give up does a call raise `CapacityUnavailable`, and the daemon
-keeps capacity as it is until its next tick.
+Retries are this module's alone. The CLI builds the provider's clients with botocore's retries
+off (`max_attempts=1`, `autoscaler.cli`): botocore's attempts under ours would multiply into
+minutes of one stalled tick. A throttle, a 5xx, `ResourceContention` or Auto Scaling's
+`ScalingActivityInProgress` gets a short full-jitter backoff, up to `max_attempts` tries; any
+other error, and a connection error or timeout, raises `CapacityUnavailable` at once. The daemon
+then keeps capacity as it is until its next tick.
 """
 
 from __future__ import annotations
@@ -51,8 +51,7 @@ ACTIVITY_RECORDS = 20
 # DescribeInstances takes at most 1000 instance ids per call.
 _EC2_BATCH = 1000
 
-# Error codes worth another try. Throttles and ResourceContention (an HTTP 500) are botocore's
-# too, and come back here only once botocore's own attempts are spent.
+# Error codes worth another try (with any 5xx, and a "Rate exceeded" message).
 _RETRYABLE_CODES = frozenset(
     {
         "Throttling",

@@ -6,17 +6,15 @@ from `--env` or `FLEETKIT_ENV`; Redis from the environment file, overridden by F
 
 from __future__ import annotations
 
-import functools
 import getpass
 import json
 import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from botocore.config import Config
@@ -28,8 +26,9 @@ from rich.table import Table
 
 from autoscaler import manual
 from autoscaler.asg import AsgCapacityProvider
+from autoscaler.cli_errors import OneLineErrors, errors, reports_errors
 from autoscaler.daemon import Autoscaler
-from autoscaler.errors import AutoscalerError, UsageError
+from autoscaler.errors import UsageError
 from autoscaler.holds import DEFAULT_HOLD_S, HoldStore, parse_duration
 from autoscaler.keys import hold_key, leader_key
 from autoscaler.leader import LeaderLock
@@ -40,35 +39,12 @@ from autoscaler.rq_source import RqQueueDepthSource
 from autoscaler.status import fleet_status
 from infra.aws import AwsClients, resolve_redis_url
 from infra.environment import Environment, load_environment
-from infra.errors import InfraError
 from worker.health_server import HealthServer
 
 __all__ = ["main"]
 
 console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
 log = logging.getLogger("autoscaler")
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def reports_errors(command: F) -> F:
-    """Our errors become one red line on stderr: exit 2 for bad input, 1 otherwise."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except UsageError as exc:
-            errors.print(f"[red]error:[/] {exc}", soft_wrap=True)
-            sys.exit(2)
-        except InfraError as exc:
-            errors.print(f"[red]error:[/] {exc}", soft_wrap=True)
-            sys.exit(exc.exit_code)
-        except AutoscalerError as exc:
-            errors.print(f"[red]error:[/] {exc}", soft_wrap=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 env_option = click.option(
@@ -122,7 +98,7 @@ def _configure_logging() -> None:
     )
 
 
-@click.group()
+@click.group(cls=OneLineErrors)
 @click.version_option(package_name="fleetkit")
 def main() -> None:
     """fleetkit autoscaler: sizes each pool's spot and on-demand groups from its queues."""
@@ -324,7 +300,12 @@ def _render_status(digest: dict[str, Any]) -> None:
         console.print(table)
         load = pool["load"]
         if load:
-            console.print(f"  queued {load['queued']}, in flight {load['in_flight']}")
+            console.print(
+                f"  queued {load['queued']}, in flight {load['in_flight']}; "
+                f"arrivals {_per_s(load['arrival_rate'])}, "
+                f"completions {_per_s(load['completion_rate'])}, "
+                f"mean job {_seconds(load['mean_duration_s'])}"
+            )
         needed = pool["needed_processes"]
         console.print(
             f"  needed: {'?' if needed is None else f'{needed:g} processes'} → "
@@ -348,3 +329,11 @@ def _render_status(digest: dict[str, Any]) -> None:
             console.print("  last decision: none yet (is `autoscaler run` running?)")
     for error in digest["errors"]:
         errors.print(f"[yellow]warning:[/] {error}", soft_wrap=True)
+
+
+def _per_s(rate: float | None) -> str:
+    return "?" if rate is None else f"{rate:.3g}/s"
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.3g}s"

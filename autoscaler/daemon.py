@@ -18,25 +18,20 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from autoscaler.errors import CapacityUnavailable, NotLeader, SourceUnavailable
-from autoscaler.keys import record_key
+from autoscaler.keys import members_key, record_key
 from autoscaler.leader import LeaderLock
 from autoscaler.metrics import AutoscalerMetrics
 from autoscaler.model import Decision, Memory, PoolGroups, PoolLimits, PoolState, QueueReading
 from autoscaler.records import decision_dict, memory_from_record, record_json
+from autoscaler.recovery import Recovery
 from autoscaler.seams import CapacityProvider, QueueDepthSource, ScalingPolicy
 from infra.environment import Environment, PoolSettings
-from worker.fleet_worker import FleetJob
-from worker.liveness import Liveness
 from worker.settings import HEARTBEAT_TTL_S, MAX_HARD_KILLS
 
 __all__ = ["Autoscaler", "TickReport", "pool_limits"]
 
 log = logging.getLogger(__name__)
 decisions_log = logging.getLogger("autoscaler.decision")
-
-# An instance that left its group but still runs (detached) is asked about again after this.
-_STILL_RUNNING_RECHECK_S = 300.0
-_MEMBER_MEMORY_S = 3600.0
 
 
 def pool_limits(pool: PoolSettings) -> PoolLimits:
@@ -77,7 +72,9 @@ class Autoscaler:
         dry_run: bool = False,
         clock: Callable[[], float] = time.time,
         interval_s: float | None = None,
+        heartbeat_ttl_s: float = HEARTBEAT_TTL_S,
     ) -> None:
+        """`heartbeat_ttl_s` must be the workers' own (tests shorten both)."""
         self.env = env
         self.connection = connection
         self.source = source
@@ -89,16 +86,13 @@ class Autoscaler:
         self.clock = clock
         settings = env.autoscaler
         # The workers' own TTL and limit (not settable per environment): the sweep must agree.
-        self.liveness = Liveness(connection, ttl_s=HEARTBEAT_TTL_S)
-        self.max_hard_kills = MAX_HARD_KILLS
+        self.recovery = Recovery(
+            connection, provider, heartbeat_ttl_s=heartbeat_ttl_s, max_hard_kills=MAX_HARD_KILLS
+        )
         self.interval_s = interval_s or settings.interval_s
         self.memory: dict[str, Memory] = {}
         self._memory_loaded = False
         self._last_tick_at: float | None = None
-        # Instances seen in this environment's groups (→ when): only those can leave a group.
-        self._members: dict[str, float] = {}
-        self._redis_up_since: float | None = None
-        self._still_running: dict[str, float] = {}
         self._stop = threading.Event()
 
     # --- the loop ------------------------------------------------------------------------------
@@ -145,6 +139,10 @@ class Autoscaler:
         if reading is not None and not self._memory_loaded:
             self._load_memory(now)
         records: dict[str, str] = {}
+        if groups is not None:
+            self.recovery.observe(groups, now)
+        if self._memory_loaded:  # never overwrite what a previous leader stored unread
+            records[members_key(self.env.name)] = self.recovery.members_json()
         for name, pool in self.env.pools.items():
             state = PoolState(
                 pool=name,
@@ -184,10 +182,12 @@ class Autoscaler:
             report.errors.append(str(exc))
             self.metrics.observe_sources(redis=False)
             self.metrics.last_error = str(exc)
-            self._redis_up_since = None
+            self.recovery.redis_lost(self.clock())
             leader = False
         if not leader:
-            self.memory.clear()  # a later leadership starts from the stored memory
+            # A later leadership starts from the stored memory and group members.
+            self.memory.clear()
+            self.recovery.forget_members()
             self._memory_loaded = False
         self.metrics.is_leader = leader
         self.metrics.leader.set(1 if leader else 0)
@@ -200,11 +200,9 @@ class Autoscaler:
         except SourceUnavailable as exc:
             report.errors.append(str(exc))
             self.metrics.last_error = str(exc)
-            self._redis_up_since = None
+            self.recovery.redis_lost(self.clock())
             log.warning("queues unreadable, keeping capacity: %s", exc)
             return None
-        if self._redis_up_since is None:
-            self._redis_up_since = self.clock()
         return reading
 
     def _read_groups(self, report: TickReport) -> Mapping[str, PoolGroups] | None:
@@ -272,16 +270,19 @@ class Autoscaler:
 
     def _load_memory(self, now: float) -> None:
         """A new leader continues the previous leader's windows rather than starting empty,
-        as long as that leader ticked recently (an old record proves nothing about now)."""
+        as long as that leader ticked recently (an old record proves nothing about now), and
+        knows the instances it saw in the groups (one MGET for both)."""
         names = list(self.env.pools)
+        keys = [record_key(self.env.name, n) for n in names] + [members_key(self.env.name)]
         try:
-            raws = self.connection.mget([record_key(self.env.name, n) for n in names])
+            *raws, members = self.connection.mget(keys)
         except RedisError:
             return
         for name, raw in zip(names, raws, strict=True):
             memory = memory_from_record(raw, now=now, max_age_s=self._stale_after_s)
             if memory is not None and name not in self.memory:
                 self.memory[name] = memory
+        self.recovery.load_members(members)
         self._memory_loaded = True
 
     # --- recovery ------------------------------------------------------------------------------
@@ -295,58 +296,15 @@ class Autoscaler:
     ) -> int:
         """The workers' dead-worker sweep, and the jobs of instances that left their groups."""
         recovered = 0
-        settled = (
-            self._redis_up_since is not None and now - self._redis_up_since >= self.liveness.ttl_s
-        )
         try:
-            if settled:  # right after Redis came back, every heartbeat looks stale
-                recovered += len(
-                    self.liveness.sweep(max_hard_kills=self.max_hard_kills, job_class=FleetJob)
-                )
+            recovered += self.recovery.sweep(now)
             if groups is not None:
-                recovered += self._recover_gone_instances(reading, groups, now)
+                recovered += self.recovery.recover_gone(reading, groups, now)
         except (RedisError, CapacityUnavailable) as exc:
             report.errors.append(f"recovery: {exc}")
             log.warning("recovery postponed: %s", exc)
         if recovered:
             self.metrics.recovered.inc(recovered)
-        return recovered
-
-    def _recover_gone_instances(
-        self, reading: QueueReading, groups: Mapping[str, PoolGroups], now: float
-    ) -> int:
-        in_groups = frozenset().union(*(g.instance_ids for g in groups.values()))
-        for instance in in_groups:
-            self._members[instance] = now
-        for instance, seen in list(self._members.items()):
-            if now - seen > _MEMBER_MEMORY_S:
-                del self._members[instance]  # long gone: the heartbeat sweep had it
-        # Only instances seen in our groups can leave them: a worker on an instance we never
-        # managed (another account, a laptop) is left to the heartbeat sweep.
-        outside = [
-            i
-            for i in reading.workers_by_instance
-            if i in self._members
-            and i not in in_groups
-            and now - self._still_running.get(i, -1e18) >= _STILL_RUNNING_RECHECK_S
-        ]
-        if not outside:
-            return 0
-        gone = self.provider.gone(outside)
-        for instance in outside:
-            if instance not in gone:
-                self._still_running[instance] = now  # detached but running: its workers go on
-        recovered = 0
-        for instance in sorted(gone):
-            for worker in reading.workers_by_instance[instance]:
-                found = self.liveness.recover(
-                    worker,
-                    reason=f"instance {instance} left its group and is terminated",
-                    max_hard_kills=self.max_hard_kills,
-                    job_class=FleetJob,
-                )
-                recovered += found is not None
-            self._members.pop(instance, None)
         return recovered
 
     def _finish(self, began: float) -> None:

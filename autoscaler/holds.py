@@ -20,24 +20,33 @@ from autoscaler.errors import SourceUnavailable, UsageError
 from autoscaler.keys import hold_key
 from autoscaler.model import Hold
 
-__all__ = ["DEFAULT_HOLD_S", "HoldStore", "parse_duration", "parse_hold"]
+__all__ = ["DEFAULT_HOLD_S", "MAX_HOLD_S", "HoldStore", "parse_duration", "parse_hold"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOLD_S = 30 * 60
+# A burst outlasting a week is a new floor: that belongs in the pool's min_size, where it is
+# reviewed and survives a Redis flush. The cap also catches unit slips (`--hold 30d`).
+MAX_HOLD_S = 7 * 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
 
 def parse_duration(text: str) -> float:
-    """`90`, `90s`, `30m`, `2h`, `1h30m`, `0` → seconds; anything else is a UsageError."""
+    """`90`, `90s`, `30m`, `2h`, `1h30m`, `0` → seconds, at most 7 days; else a UsageError."""
     value = text.strip().lower()
     if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    parts = _PART.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise UsageError(f"--hold {text!r}: not a duration (examples: 0, 90s, 30m, 2h, 1h30m)")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+        seconds = float(value)
+    else:
+        parts = _PART.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise UsageError(f"--hold {text!r}: not a duration (examples: 0, 90s, 30m, 2h, 1h30m)")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds > MAX_HOLD_S:
+        raise UsageError(
+            f"--hold {text!r}: at most 7d; for a lasting floor raise the pool's min_size"
+        )
+    return seconds
 
 
 def parse_hold(raw: bytes | str) -> Hold:

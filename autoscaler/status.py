@@ -11,11 +11,14 @@ from redis.exceptions import RedisError
 
 from autoscaler.errors import CapacityUnavailable, SourceUnavailable
 from autoscaler.keys import leader_key, record_key
+from autoscaler.model import QueueLoad
 from autoscaler.records import group_dict, load_dict
 from autoscaler.seams import CapacityProvider, QueueDepthSource
 from infra.environment import Environment
 
 __all__ = ["fleet_status"]
+
+_RATES = ("arrival_rate", "completion_rate", "mean_duration_s")
 
 
 def fleet_status(
@@ -55,7 +58,7 @@ def fleet_status(
         decision = record["decision"] if record else None
         pools[name] = {
             "queues": list(settings.queues),
-            "load": load_dict(reading.loads.get(name)) if reading is not None else None,
+            "load": _load(reading.loads.get(name) if reading is not None else None, record),
             "needed_processes": decision["needed_processes"] if decision else None,
             "target": decision["target"] if decision else None,
             "desired": None
@@ -81,3 +84,19 @@ def fleet_status(
             },
         }
     return {"env": env.name, "leader": leader, "pools": pools, "errors": errors}
+
+
+def _load(live: QueueLoad | None, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Queued and in flight as read now; the rates and mean duration as of the last decision.
+
+    One read has no rates (they need a window of reads), but the leader measures them every
+    tick and stores them with its decision.
+    """
+    load = load_dict(live)
+    stored = record.get("load") if record else None
+    if load is None or not isinstance(stored, dict):
+        return load
+    for key in _RATES:
+        if stored.get(key) is not None:
+            load[key] = stored[key]
+    return load

@@ -1,5 +1,6 @@
 """The daemon's tick through the seams' test implementations, with a real Redis for the lock,
-the decision records and recovery. AWS itself is covered in test_e2e (moto) and test_asg.
+the decision records and the round trips of a tick. Recovery is in test_recovery; AWS itself in
+test_e2e (moto) and test_asg.
 """
 
 from __future__ import annotations
@@ -8,22 +9,23 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from redis import Redis
-from rq.job import Job, JobStatus
+from rq import Queue
 
 from autoscaler.daemon import Autoscaler
 from autoscaler.fakes import FakeQueueDepthSource, InMemoryCapacityProvider
-from autoscaler.keys import leader_key, record_key
+from autoscaler.keys import hold_key, leader_key, record_key
 from autoscaler.leader import LeaderLock
 from autoscaler.metrics import AutoscalerMetrics
-from autoscaler.model import Action, Capacity, QueueLoad, QueueReading
+from autoscaler.model import Action, GroupState, QueueLoad, QueueReading
 from autoscaler.policy import QueueDrainPolicy
+from autoscaler.rq_source import RqQueueDepthSource
 from infra.environment import Environment
-from tests.worker.test_handback import running_job
+from tests.worker import jobs
 from worker.liveness import Liveness
 
 
@@ -47,13 +49,6 @@ def environment(**scaling: Any) -> Environment:
     )
 
 
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def reading(queued: int = 0, in_flight: int = 0, **extra: Any) -> QueueReading:
     return QueueReading(loads={"workers": QueueLoad(queued, in_flight)}, **extra)
 
@@ -67,6 +62,7 @@ def daemon(
     owner: str = "a",
     dry_run: bool = False,
     clock: Any = time.time,
+    **kwargs: Any,
 ) -> Autoscaler:
     env = env or environment()
     return Autoscaler(
@@ -79,6 +75,7 @@ def daemon(
         metrics=AutoscalerMetrics(interval_s=10),
         dry_run=dry_run,
         clock=clock,
+        **kwargs,
     )
 
 
@@ -188,13 +185,25 @@ def test_of_two_daemons_exactly_one_acts(redis: Redis) -> None:
     assert second.tick().leader is True
 
 
-def test_dry_run_decides_and_logs_but_changes_nothing(redis: Redis) -> None:
+def test_dry_run_decides_and_logs_but_changes_nothing(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
     fleet = provider()
-    report = daemon(redis, FakeQueueDepthSource(reading(queued=100)), fleet, dry_run=True).tick()
-    assert report.decisions[0].desired == {Capacity.SPOT: 10}
+    fleet.set_desired(fleet.read()["workers"].spot, 2)
+    fleet.calls.clear()
+    before = fleet.read()["workers"]
+    caplog.set_level(logging.INFO, logger="autoscaler.decision")
+
+    daemon(redis, FakeQueueDepthSource(reading(queued=100)), fleet, dry_run=True).tick()
+
+    logged = [r.getMessage() for r in caplog.records if r.name == "autoscaler.decision"]
+    (line,) = [json.loads(m) for m in logged]
+    assert line["dry_run"] is True and line["applied"] is False
+    assert (line["action"], line["desired"]) == ("scale-out", {"spot": 10})
     assert fleet.calls == []
+    assert fleet.read()["workers"] == before
     assert redis.get(leader_key("test")) is None  # a dry run never blocks the real daemon
-    assert redis.get(record_key("test", "workers")) is None
+    assert redis.keys("fleetkit:test:*") == []  # no record, no stored group members
 
 
 def test_a_new_leader_continues_the_stabilization_window(redis: Redis) -> None:
@@ -241,46 +250,67 @@ def test_a_stale_record_or_a_long_gap_restarts_the_window(redis: Redis) -> None:
     assert fleet.terminated == []
 
 
-def test_jobs_of_an_instance_that_left_its_group_are_requeued_at_once(redis: Redis) -> None:
-    fleet = provider()
-    fleet.set_desired(fleet.read()["workers"].spot, 1)
-    instance = fleet.read()["workers"].spot.instances[0].id
-    job = running_job(redis, worker="w1")
-    liveness = Liveness(redis, ttl_s=10)
-    liveness.beat("w1", instance)
-    redis.hset(liveness.inflight_key, "w1", job.id)
-    source = FakeQueueDepthSource(
-        reading(in_flight=1, workers_by_instance={instance: ("w1",)}, busy_instances={instance})
-    )
-    scaler = daemon(redis, source, fleet)
-    assert scaler.tick().recovered == 0  # in its group, working
-    fleet.terminate(instance)  # e.g. a spot reclaim that skipped the drain
+class BlockingProvider(InMemoryCapacityProvider):
+    """Blocks inside `set_desired` until released: a tick caught in the middle of a change."""
 
-    report = scaler.tick()
+    def __init__(self) -> None:
+        super().__init__({"workers": (20, 8)})
+        self.entered = threading.Event()
+        self.release = threading.Event()
 
-    assert report.recovered == 1
-    assert Job.fetch(job.id, connection=redis).get_status() == JobStatus.QUEUED
+    def set_desired(self, group: GroupState, desired: int) -> None:
+        self.entered.set()
+        self.release.wait()
+        super().set_desired(group, desired)
 
 
-def test_a_worker_on_an_instance_never_in_our_groups_is_left_alone(redis: Redis) -> None:
-    job = running_job(redis, worker="w1")
-    liveness = Liveness(redis, ttl_s=10)
-    liveness.beat("w1", "i-0notours")
-    redis.hset(liveness.inflight_key, "w1", job.id)
-    fleet = provider()
-    fleet.terminated.append("i-0notours")  # EC2 would not know it either
-    source = FakeQueueDepthSource(reading(in_flight=1, workers_by_instance={"i-0notours": ("w1",)}))
-
-    assert daemon(redis, source, fleet).tick().recovered == 0
-    assert Job.fetch(job.id, connection=redis).get_status() == JobStatus.STARTED
-
-
-def test_sigterm_stops_after_the_current_tick_and_releases_the_lock(redis: Redis) -> None:
-    scaler = daemon(redis, FakeQueueDepthSource(reading()), provider())
-    runner = threading.Thread(target=scaler.run, args=(60,))
+def test_sigterm_mid_tick_finishes_the_tick_then_stops_and_releases_the_lock(
+    redis: Redis,
+) -> None:
+    fleet = BlockingProvider()
+    scaler = daemon(redis, FakeQueueDepthSource(reading(queued=100)), fleet)
+    runner = threading.Thread(target=scaler.run, args=(3600,))  # no second tick in this test
     runner.start()
-    time.sleep(0.3)
-    scaler.stop()
-    runner.join(timeout=5)
+    try:
+        assert fleet.entered.wait(timeout=30), "the tick never reached set_desired"
+        scaler.stop()  # what the SIGTERM handler does, while the change is in flight
+        assert redis.get(record_key("test", "workers")) is None  # the tick is not over yet
+    finally:
+        fleet.release.set()
+        runner.join(timeout=30)
+
     assert not runner.is_alive()
+    assert fleet.calls == [("set_desired", "workers-spot", 10)]
+    record = json.loads(redis.get(record_key("test", "workers")) or "{}")
+    assert record["decision"]["action"] == "scale-out" and record["applied"] is True
     assert redis.get(leader_key("test")) is None
+
+
+def tick_round_trips(redis: Redis, round_trips: Callable[[], int], workers: int) -> int:
+    """Round trips of one leader tick (after warm-up) with `workers` live workers on record."""
+    redis.flushall()
+    fleet = provider()
+    fleet.set_desired(fleet.read()["workers"].spot, 10)
+    instances = [i.id for i in fleet.read()["workers"].spot.instances]
+    liveness = Liveness(redis, ttl_s=10)
+    for n in range(workers):
+        liveness.beat(f"w{n}", instances[n % len(instances)])
+        if n % 2:
+            redis.hset(f"rq:worker:w{n}", "current_job", f"job-{n}")
+    for _ in range(5):
+        Queue("default", connection=redis).enqueue(jobs.slow, 1)
+    source = RqQueueDepthSource(redis, hold_key=lambda pool: hold_key("test", pool))
+    scaler = daemon(redis, source, fleet)
+    for _ in range(2):  # warm-up: the lock, the scripts, the stored memory
+        scaler.tick()
+    before = round_trips()
+    report = scaler.tick()
+    assert report.leader and not report.errors, report.errors
+    return round_trips() - before
+
+
+def test_a_tick_costs_the_same_round_trips_whatever_the_fleet(
+    redis: Redis, round_trips: Callable[[], int]
+) -> None:
+    # Read, lock, decision records with the group members, dead-worker check: none per worker.
+    assert tick_round_trips(redis, round_trips, 4) == tick_round_trips(redis, round_trips, 400)

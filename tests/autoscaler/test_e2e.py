@@ -20,17 +20,25 @@ import pytest
 import requests
 from redis import Redis
 from rq import Queue
+from rq.job import Job, JobStatus
 
 from autoscaler.asg import AsgCapacityProvider
+from autoscaler.daemon import Autoscaler
 from autoscaler.holds import HoldStore
-from autoscaler.keys import hold_key
+from autoscaler.keys import hold_key, leader_key
+from autoscaler.leader import LeaderLock
 from autoscaler.manual import scale
+from autoscaler.metrics import AutoscalerMetrics
+from autoscaler.policy import QueueDrainPolicy
+from autoscaler.rq_source import RqQueueDepthSource
 from infra.environment import ENVIRONMENTS_DIR, load_environment
 from tests.redis_server import RedisServer, free_port
 from tests.worker import jobs
 from tests.worker.procs import wait_for
 from tests.worker.test_handback import running_job
+from worker.fleet_worker import QUEUE_STATS_KEY
 from worker.liveness import Liveness
+from worker.settings import HEARTBEAT_TTL_S
 
 pytestmark = pytest.mark.e2e
 
@@ -155,25 +163,28 @@ def test_scale_500_holds_against_an_empty_queue_until_released(fleet: Path, redi
     assert redis.get(hold_key("local", "workers")) is None
 
 
-def test_scale_is_one_api_call_per_group(fleet: Path, redis_url: str) -> None:
+def test_scale_500_is_one_set_desired_capacity_call(fleet: Path, redis_url: str) -> None:
     env = load_environment(str(fleet))
     client = boto3.client("autoscaling", region_name=REGION)
-    calls: list[str] = []
+    calls: list[dict[str, Any]] = []
     client.meta.events.register(
-        "before-call.autoscaling.SetDesiredCapacity", lambda **kw: calls.append("set")
+        "before-parameter-build.autoscaling.SetDesiredCapacity",
+        lambda params, **kw: calls.append(dict(params)),
     )
     provider = AsgCapacityProvider(client, "local", ec2=boto3.client("ec2", region_name=REGION))
     scale(
         env,
         "workers",
-        200,
+        500,
         hold_s=0,
         provider=provider,
         holds=HoldStore(Redis.from_url(redis_url), "local"),
         busy=lambda: frozenset(),
     )
-    assert calls == ["set"]
-    assert groups()["spot"]["DesiredCapacity"] == 200
+    spot = groups()["spot"]
+    sent = [(c["AutoScalingGroupName"], c["DesiredCapacity"]) for c in calls]
+    assert sent == [(spot["AutoScalingGroupName"], 500)]
+    assert spot["DesiredCapacity"] == 500
 
 
 BAD_SCALE = [
@@ -182,6 +193,7 @@ BAD_SCALE = [
     ("above-max", ["workers", "501"], "N 501"),
     ("not-a-number", ["workers", "many"], "N 'many'"),
     ("bad-hold", ["workers", "5", "--hold", "soon"], "--hold 'soon'"),
+    ("hold-too-long", ["workers", "5", "--hold", "8d"], "--hold '8d': at most 7d"),
 ]
 
 
@@ -191,12 +203,22 @@ BAD_SCALE = [
 def test_bad_scale_arguments_exit_2_and_change_nothing(
     fleet: Path, redis_url: str, args: list[str], message: str
 ) -> None:
+    set_spot(2)
+    before = spot_ids()
+    redis = Redis.from_url(redis_url)
+    HoldStore(redis, "local").set("workers", 2, 600, by="earlier")
+    hold = redis.get(hold_key("local", "workers"))
+
     ran = autoscaler("scale", *args, "--env", str(fleet), redis_url=redis_url)
+
     assert ran.returncode == 2
     lines = ran.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], ran.stderr
-    assert groups()["spot"]["DesiredCapacity"] == 0
-    assert Redis.from_url(redis_url).get(hold_key("local", "workers")) is None
+    assert lines[0].startswith("autoscaler: error: ")
+    assert groups()["spot"]["DesiredCapacity"] == 2
+    assert spot_ids() == before
+    assert redis.get(hold_key("local", "workers")) == hold
+    assert redis.pttl(hold_key("local", "workers")) > 0
 
 
 def test_redis_stopped_keeps_capacity(fleet: Path, tmp_path: Path) -> None:
@@ -264,8 +286,77 @@ def test_status_shows_groups_and_the_last_decision(fleet: Path, redis_url: str) 
     assert text.returncode == 0 and "last decision" in text.stdout
 
 
+def test_run_once_requeues_the_job_of_a_dead_worker(fleet: Path, redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    # The sweep waits until Redis has been up for a heartbeat TTL (a fresh test server may not be).
+    wait_for(
+        lambda: redis.info("server")["uptime_in_seconds"] >= HEARTBEAT_TTL_S,
+        HEARTBEAT_TTL_S + 20,
+        "Redis up for a heartbeat TTL",
+    )
+    waiting = Queue("default", connection=redis).enqueue(jobs.slow, 1)
+    job = running_job(redis, worker="w1")
+    liveness = Liveness(redis, ttl_s=HEARTBEAT_TTL_S)
+    liveness.beat("w1")
+    redis.hset(liveness.inflight_key, "w1", job.id)
+    redis.zadd(liveness.heartbeats_key, {"w1": 0})  # it stopped beating long ago
+
+    ran = autoscaler("run", "--env", str(fleet), "--once", redis_url=redis_url)
+
+    assert ran.returncode == 0, ran.stderr
+    assert Job.fetch(job.id, connection=redis).get_status() == JobStatus.QUEUED
+    assert Queue("default", connection=redis).get_job_ids() == [job.id, waiting.id]
+
+
+def test_status_shows_the_rates_the_daemon_measured(fleet: Path, redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    env = load_environment(str(fleet))
+    queue = Queue("default", connection=redis)
+    queued = [queue.enqueue(jobs.slow, 1) for _ in range(10)]
+    clock = iter([1_000.0, 1_010.0])
+    daemon = Autoscaler(
+        env,
+        connection=redis,
+        source=RqQueueDepthSource(
+            redis, hold_key=lambda pool: hold_key("local", pool), clock=lambda: next(clock)
+        ),
+        provider=AsgCapacityProvider(
+            boto3.client("autoscaling", region_name=REGION),
+            "local",
+            ec2=boto3.client("ec2", region_name=REGION),
+        ),
+        policy=QueueDrainPolicy(),
+        lock=LeaderLock(redis, leader_key("local"), ttl_s=30),
+        metrics=AutoscalerMetrics(interval_s=10),
+    )
+    daemon.tick()
+    for job in queued[:4]:  # four jobs of 2 s each end in the next 10 s; none arrives
+        redis.lrem(queue.key, 0, job.id)
+    redis.hincrby(QUEUE_STATS_KEY, "default:done", 4)
+    redis.hincrbyfloat(QUEUE_STATS_KEY, "default:seconds", 8.0)
+    assert not daemon.tick().errors
+
+    ran = autoscaler("status", "--env", str(fleet), "--json", redis_url=redis_url)
+
+    assert ran.returncode == 0, ran.stderr
+    load = json.loads(ran.stdout)["pools"]["workers"]["load"]
+    assert load["queued"] == 6
+    assert load["completion_rate"] == pytest.approx(0.4)
+    assert load["arrival_rate"] == pytest.approx(0.0)
+    assert load["mean_duration_s"] == pytest.approx(2.0)
+    text = autoscaler("status", "--env", str(fleet), redis_url=redis_url)
+    assert text.returncode == 0, text.stderr
+    assert "arrivals 0/s, completions 0.4/s, mean job 2s" in text.stdout
+
+
 def test_health_and_metrics_report_a_redis_outage(fleet: Path, tmp_path: Path) -> None:
     server = RedisServer(tmp_path).start()
+    queue = Queue("default", connection=Redis.from_url(server.url))
+    for _ in range(30):  # 30 * 60 s ÷ 300 s = 6 processes: the 3 instances are all needed
+        queue.enqueue(jobs.slow, 1)
+    set_spot(3)
+    before = spot_ids()
+    assert len(before) == 3
     port = free_port()
     command = ["-c", "from autoscaler.cli import main; main()", "run", "--env", str(fleet)]
     daemon = subprocess.Popen(
@@ -283,19 +374,28 @@ def test_health_and_metrics_report_a_redis_outage(fleet: Path, tmp_path: Path) -
             return 0, {}
         return answer.status_code, answer.json()
 
+    def ticks() -> float:
+        metrics = requests.get(f"{base}/metrics", timeout=2).text
+        (line,) = [
+            m for m in metrics.splitlines() if m.startswith("fleetkit_autoscaler_ticks_total")
+        ]
+        return float(line.split()[-1])
+
     try:
         wait_for(lambda: health()[0] == 200, 30, "the daemon to report healthy")
         assert health()[1]["leader"] is True
         metrics = requests.get(f"{base}/metrics", timeout=2).text
-        assert 'fleetkit_autoscaler_desired_capacity{capacity="spot",pool="workers"} 0.0' in metrics
-        assert "fleetkit_autoscaler_ticks_total" in metrics
+        assert 'fleetkit_autoscaler_desired_capacity{capacity="spot",pool="workers"} 3.0' in metrics
 
         server.stop()
         wait_for(lambda: health()[0] == 503, 30, "the daemon to report the outage")
         assert "redis unreadable" in health()[1]["reasons"]
         metrics = requests.get(f"{base}/metrics", timeout=2).text
         assert 'fleetkit_autoscaler_data_available{source="redis"} 0.0' in metrics
-        assert groups()["spot"]["DesiredCapacity"] == 0
+        during = ticks()
+        wait_for(lambda: ticks() >= during + 2, 30, "two more ticks without Redis")
+        assert groups()["spot"]["DesiredCapacity"] == 3
+        assert spot_ids() == before
 
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from redis import Redis
 
@@ -19,6 +17,7 @@ DURATIONS = [
     ("hours", "2h", 7200.0),
     ("mixed", "1h30m", 5400.0),
     ("days", "1d", 86400.0),
+    ("the-cap", "7d", 7 * 86400.0),
 ]
 
 
@@ -35,11 +34,10 @@ def test_bad_durations_name_the_value(text: str) -> None:
         parse_duration(text)
 
 
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
+@pytest.mark.parametrize("text", ["8d", "7d1s", "169h", "604801"])
+def test_a_hold_longer_than_a_week_is_refused(text: str) -> None:
+    with pytest.raises(UsageError, match=f"--hold '{text}': at most 7d"):
+        parse_duration(text)
 
 
 def test_a_hold_expires_with_its_duration_and_release_ends_it(redis: Redis) -> None:

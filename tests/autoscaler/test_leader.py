@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from redis import Redis
@@ -13,13 +12,6 @@ from autoscaler.leader import LeaderLock
 from tests.redis_server import free_port
 
 KEY = "fleetkit:test:autoscaler:leader"
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def test_of_two_daemons_exactly_one_leads_and_renews(redis: Redis) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from redis import Redis
 
@@ -13,13 +11,6 @@ from autoscaler.holds import HoldStore
 from autoscaler.manual import plan_scale, release, scale
 from autoscaler.model import Capacity, Hold
 from tests.autoscaler.test_daemon import environment
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def fleet(spot_max: int = 20, od_max: int = 8) -> InMemoryCapacityProvider:

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 import pytest
 from redis import Redis
 from redis.backoff import NoBackoff
-from redis.connection import AbstractConnection
 from redis.retry import Retry
 from rq import Queue, Worker
 from rq.job import Job
@@ -24,13 +23,6 @@ from worker.fleet_worker import QUEUE_STATS_KEY
 from worker.liveness import Liveness
 
 TTL = 10.0
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def enqueue(redis: Redis, queue: str, count: int) -> list[Job]:
@@ -279,20 +271,6 @@ def test_a_pool_dropped_from_a_read_starts_over(redis: Redis) -> None:
     source.read({"gpu": ["b"]})
     again = source.read({"cpu": ["a"]}).loads["cpu"]
     assert (again.arrival_rate, again.completion_rate) == (None, None)
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
-    """How many times anything was written to a Redis socket: one per round trip."""
-    sent = [0]
-    original = AbstractConnection.send_packed_command
-
-    def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
-        sent[0] += 1
-        original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    return lambda: sent[0]
 
 
 SIZES = [
