@@ -2,7 +2,7 @@
 
 1. Throughput: 1,000 trivial jobs enqueued first, one worker process in burst mode, wall time;
    plain rq and fleetkit alternate for `--rounds` rounds and the medians are compared.
-2. Pickup latency: 300 trivial jobs enqueued one at a time to an idle worker,
+2. Pickup latency: 1,000 trivial jobs enqueued one at a time to an idle worker,
    enqueued_at → started_at (rq's own timestamps: set by the producer, and by the worker just
    before it calls the job function).
 3. Chaos: 10,000 jobs, 8 worker processes; 30 % of them hard-killed (with their horse) and 30 %
@@ -211,7 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="alternated throughput rounds")
-    parser.add_argument("--latency-jobs", type=int, default=300)
+    parser.add_argument("--latency-jobs", type=int, default=1000)
     parser.add_argument("--chaos-jobs", type=int, default=10_000)
     parser.add_argument("--chaos-processes", type=int, default=8)
     parser.add_argument("--chaos-only", action="store_true")
