@@ -131,6 +131,9 @@ class FleetWorkerMixin:
         self._fleet_timer: threading.Timer | None = None
         self._fleet_unfinished: str | None = None
         self._fleet_exit_reason = "exception"
+        # The job function has returned or raised: from then on it is finished, not handed back.
+        self._fleet_completing = False
+        self._fleet_pid = os.getpid()  # a forked child runs these handlers until it sets its own
         self.liveness = Liveness(self.connection, ttl_s=heartbeat_ttl_s)
         self.health = WorkerHealth(self.connection, self.name)
         self.metrics = WorkerMetrics(self.connection, self.name)
@@ -210,6 +213,8 @@ class FleetWorkerMixin:
     # --- signals -----------------------------------------------------------------------------
 
     def _fleet_on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._fleet_pid:
+            return
         now = time.time()
         if now - self._fleet_last_signal < _DUPLICATE_SIGNAL_S:
             return
@@ -223,6 +228,8 @@ class FleetWorkerMixin:
             self._fleet_hand_back_current("second stop signal")
 
     def _fleet_on_notice(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._fleet_pid:
+            return
         path = self.fleet["run_dir"] / NOTICE_FILE
         try:
             notice = json.loads(path.read_text())
@@ -240,6 +247,8 @@ class FleetWorkerMixin:
         self._fleet_drain(float(deadline) if deadline is not None else None, decide=True)
 
     def _fleet_on_deadline(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._fleet_pid:
+            return
         if self._fleet_job is not None:
             self._fleet_hand_back_current("drain deadline reached")
 
@@ -299,6 +308,7 @@ class FleetWorkerMixin:
             raise StopRequested()
         self._fleet_job = job
         self._fleet_unfinished = job.id
+        self._fleet_completing = False
         try:
             super().execute_job(job, queue)  # type: ignore[misc]
             self._fleet_unfinished = None
@@ -386,7 +396,37 @@ class FleetWorkerMixin:
                     job_class=FleetJob,
                 )
             return
+        horse = getattr(self, "_is_horse", False)
+        if not horse and job.get_status(refresh=True) == JobStatus.QUEUED:
+            # Our work horse died before the job started (killed, out of memory): the job never
+            # ran, so it goes back; counted like a hard kill so a job that kills every horse
+            # still ends in the failed registry.
+            self._fleet_hand_back_unstarted(job, f"work horse died before starting: {exc_string}")
+            return
         super().handle_job_failure(job, queue, started_job_registry, exc_string)  # type: ignore[misc]
+
+    def _fleet_hand_back_unstarted(self, job: Job, reason: str) -> None:
+        execution = getattr(self, "execution", None)
+        composite = getattr(execution, "composite_key", None)
+        outcome = hand_back(
+            self.connection,
+            job.id,
+            reason=reason,
+            job_class=FleetJob,
+            allow_queued=True,
+            execution=composite,
+            hard_kill=True,
+            max_hard_kills=self.fleet["max_hard_kills"],
+        )
+        log.warning("worker %s: job %s %s: %s", self.name, job.id, outcome.value, reason)
+        with self.connection.pipeline() as pipe:
+            self.set_current_job_id(None, pipeline=pipe)
+            pipe.hdel(self.liveness.inflight_key, self.name)
+            pipe.execute()
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        self._fleet_completing = True
+        super().handle_execution_ended(job, queue, heartbeat_ttl)  # type: ignore[misc]
 
     def _fleet_handing_back_reason(self) -> str:
         return f"handed back by {self.name} before termination"

@@ -14,6 +14,8 @@ and exits; a spare that died is replaced by an ordinary fork.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import logging
 import os
@@ -68,7 +70,10 @@ class _Spare:
         return True
 
     def discard(self) -> None:
+        """Stop a spare that was never handed a job (it holds nothing to finish)."""
         self._close_pipe()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
 
@@ -128,6 +133,8 @@ class FleetWorker(FleetWorkerMixin, Worker):
             self._fleet_frozen = True
         if not self._fleet_dispatch_to_spare(job, queue):
             super().fork_work_horse(job, queue)
+        # A hand back asked for while the horse had no pid yet is carried out now.
+        self._fleet_signal_horse()
         if self.fleet.get("prefork", True) and not self._fleet_draining:
             self._fleet_spare = self._fleet_fork_spare()
 
@@ -171,12 +178,15 @@ class FleetWorker(FleetWorkerMixin, Worker):
 
     def _fleet_spare_main(self, pipe: int) -> None:  # pragma: no cover - child process
         os.setpgrp()
+        self.setup_work_horse_signals()
         # Nothing of the job the parent was running when it forked this spare is ours.
         self._fleet_job = None
         self._fleet_handing_back = None
         self._fleet_unfinished = None
+        self._fleet_interrupt_pending = False
         self.execution = None
-        self.setup_work_horse_signals()
+        _die_with_parent(self._fleet_pid)
+        self._fleet_own_connection()
         self._fleet_rehearse()
         message = _read_message(pipe)
         os.close(pipe)
@@ -188,10 +198,18 @@ class FleetWorker(FleetWorkerMixin, Worker):
         )
         assert isinstance(job, FleetJob)
         self._fleet_job = job  # from here on, a hand back signal interrupts this job
-        queue = next(
-            (q for q in self.queues if q.name == message["queue"]),
-            None,
-        ) or self.queue_class(message["queue"], connection=self.connection, job_class=FleetJob)
+        if self._fleet_interrupt_pending:
+            # Asked to stop before the job started: leave it unstarted; the parent hands it
+            # back (its execution is registered, its status still queued).
+            os._exit(1)
+        queue = next((q for q in self.queues if q.name == message["queue"]), None)
+        if queue is None:
+            queue = self.queue_class(
+                message["queue"],
+                connection=self.connection,
+                job_class=self.job_class,
+                serializer=self.serializer,
+            )
         if message["execution"]:
             execution = Execution(
                 message["execution"], job.id, self.connection, worker_name=self.name
@@ -200,6 +218,28 @@ class FleetWorker(FleetWorkerMixin, Worker):
             execution.created_at = execution.last_heartbeat = started
             self.execution = execution
         self.main_work_horse(job, queue)
+
+    def _fleet_own_connection(self) -> None:  # pragma: no cover - child process
+        """A connection pool of the spare's own, with nothing inherited from the parent.
+
+        The parent's pool may have been locked by one of its threads at the instant of the
+        fork; a child that reset it would wait on that lock forever.
+        """
+        pool = self.connection.connection_pool
+        fresh = type(self.connection)(
+            connection_pool=type(pool)(
+                connection_class=pool.connection_class,
+                max_connections=pool.max_connections,
+                **pool.connection_kwargs,
+            )
+        )
+        self.connection = fresh
+        self.queues = [
+            self.queue_class(
+                q.name, connection=fresh, job_class=self.job_class, serializer=self.serializer
+            )
+            for q in self.queues
+        ]
 
     def _fleet_rehearse(self) -> None:  # pragma: no cover - child process
         """Walk the job's first steps once, read-only, before there is a job.
@@ -226,13 +266,21 @@ class FleetWorker(FleetWorkerMixin, Worker):
 
     def _fleet_hand_back_current(self, reason: str) -> None:
         job = self._fleet_job
-        if job is None or self._fleet_handing_back == job.id:
+        if job is None:
             return
-        self._fleet_handing_back = job.id
-        horse = self.horse_pid
-        if not horse:
+        if self._fleet_handing_back != job.id:
+            log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)
+            self._fleet_handing_back = job.id
+        self._fleet_signal_horse()
+
+    def _fleet_signal_horse(self) -> None:
+        """Tell the horse of a job being handed back, once per horse."""
+        job, horse = self._fleet_job, self.horse_pid
+        if job is None or self._fleet_handing_back != job.id or not horse:
             return
-        log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)
+        if getattr(self, "_fleet_signalled", None) == (job.id, horse):
+            return
+        self._fleet_signalled = (job.id, horse)
         os.kill(horse, signal.SIGUSR1)
         # A job that ignores ShutDownImminent (stuck in C, swallows BaseException) is killed;
         # the parent then hands it back itself in handle_job_failure.
@@ -257,13 +305,35 @@ class FleetWorker(FleetWorkerMixin, Worker):
     def perform_job(self, job: Job, queue: Queue) -> bool:
         assert isinstance(job, FleetJob)
         self._fleet_job = job
+        self._fleet_completing = False
         result: bool = super().perform_job(job, queue)
         return result
 
+    def main_work_horse(self, job: Job, queue: Queue) -> None:  # pragma: no cover - child
+        # A horse whose worker died would run on while the sweep hands its job to another
+        # worker: the same job twice at once. It goes with its worker instead.
+        _die_with_parent(self._fleet_pid)
+        super().main_work_horse(job, queue)
+
     def _horse_interrupted(self, signum: int, frame: FrameType | None) -> None:
         job = self._fleet_job
-        if job is None or job.handed_back:
+        if job is None:
+            self._fleet_interrupt_pending = True  # a spare that has not read its job yet
             return
+        if job.handed_back or self._fleet_completing:
+            return  # the job function has ended: it is finishing, not being handed back
         job.handed_back = True
         self._fleet_handing_back = job.id
         raise ShutDownImminent(f"job {job.id} is being handed back")
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:  # pragma: no cover - child process
+    """SIGKILL this process when the worker that forked it dies (Linux); exit if it already has."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)

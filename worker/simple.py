@@ -24,6 +24,11 @@ class FleetSimpleWorker(FleetWorkerMixin, SimpleWorker):
     """Runs jobs in its own process (rq.SimpleWorker); the job is interrupted in place."""
 
     _fleet_pending: Any = None  # the execution's pipeline, sent with the job's start
+    _fleet_started: str | None = None  # the job whose start has reached Redis
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        self._fleet_started = None
+        super().execute_job(job, queue)
 
     def prepare_execution(self, job: Job) -> Execution:
         # rq sends the execution's registration and, a moment later in the same process, the
@@ -48,8 +53,9 @@ class FleetSimpleWorker(FleetWorkerMixin, SimpleWorker):
             self._fleet_send_start(pipeline, job, remove_from_intermediate_queue)
         finally:
             self._fleet_pending = None
+        self._fleet_started = job.id
         if self._fleet_handing_back == job.id and isinstance(job, FleetJob):
-            # A notice came while the start was being sent: now that rq lists the execution,
+            # A notice came before the start reached Redis: now that rq lists the execution,
             # the hand back can find it.
             job.handed_back = True
             raise ShutDownImminent(f"job {job.id} is being handed back")
@@ -72,11 +78,11 @@ class FleetSimpleWorker(FleetWorkerMixin, SimpleWorker):
 
     def _fleet_hand_back_current(self, reason: str) -> None:
         job = self._fleet_job
-        if job is None or job.handed_back or self.get_state() != WorkerStatus.BUSY:
-            return
-        if self._fleet_pending is not None:
-            # Its start is not sent yet: interrupting now would leave the job registered
-            # nowhere. `prepare_job_execution` hands it back right after sending.
+        if job is None or job.handed_back or self._fleet_completing:
+            return  # idle, already going back, or the job function has already ended
+        if self._fleet_started != job.id:
+            # Its start has not reached Redis: interrupting now would leave the job registered
+            # nowhere. `prepare_job_execution` hands it back as soon as it has.
             self._fleet_handing_back = job.id
             return
         log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)

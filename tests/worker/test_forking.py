@@ -15,6 +15,7 @@ from rq.registry import FailedJobRegistry
 
 from tests.worker import jobs
 from tests.worker.procs import descendants, runs, settings, start_worker, stop, wait_for
+from worker.handback import HANDBACK_META
 
 pytestmark = pytest.mark.e2e
 
@@ -119,5 +120,76 @@ def test_a_job_on_a_spare_is_handed_back_on_a_second_sigterm(
         assert queue.get_job_ids()[0] == long_job.id
         assert long_job.id not in FailedJobRegistry(queue=queue)
         wait_for(lambda: all(gone(child) for child in children), 10, "no process left behind")
+    finally:
+        stop(worker)
+
+
+def a_spare(redis: Redis, queue: Queue, worker_pid: int) -> int:
+    """Run one job so that the worker forks a spare; return the spare's pid."""
+    warm = queue.enqueue(jobs.quick)
+    wait_for(lambda: finished(redis, warm.id), 20, "the first job")
+    wait_for(lambda: len(spares(worker_pid)) == 1, 10, "a spare horse")
+    (spare,) = spares(worker_pid)
+    return spare
+
+
+def test_a_spare_that_dies_holding_an_unstarted_job_gives_it_back(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    queue = Queue("default", connection=redis)
+    _, worker = start_worker(settings(redis_url, tmp_path))
+    try:
+        spare = a_spare(redis, queue, worker.pid)
+        os.kill(spare, signal.SIGSTOP)  # it cannot read the job it is about to be handed
+        job = queue.enqueue(jobs.quick)
+        wait_for(lambda: job.id in queue.started_job_registry, 10, "the job to be dispatched")
+        assert runs(redis, job.id) == 0
+        os.kill(spare, signal.SIGKILL)
+        wait_for(lambda: finished(redis, job.id), 20, "the job to run on another horse")
+        assert runs(redis, job.id) == 1
+        assert len(FailedJobRegistry(queue=queue)) == 0
+        (entry,) = Job.fetch(job.id, connection=redis).meta[HANDBACK_META]
+        assert entry["hard_kill"] is True and "before starting" in entry["reason"]
+    finally:
+        stop(worker)
+
+
+def test_a_hand_back_reaching_a_spare_before_its_job_leaves_the_job_unstarted(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    queue = Queue("default", connection=redis)
+    _, worker = start_worker(settings(redis_url, tmp_path))
+    try:
+        spare = a_spare(redis, queue, worker.pid)
+        os.kill(spare, signal.SIGSTOP)
+        job = queue.enqueue(jobs.slow, 60)
+        wait_for(lambda: job.id in queue.started_job_registry, 10, "the job to be dispatched")
+        os.kill(worker.pid, signal.SIGTERM)
+        time.sleep(1.5)
+        os.kill(worker.pid, signal.SIGTERM)  # hand back at once: the spare is signalled
+        time.sleep(0.5)
+        os.kill(spare, signal.SIGCONT)  # it sees the hand back before it reads its job
+        assert worker.wait(timeout=20) == 0
+        assert runs(redis, job.id) == 0  # it never started
+        assert Job.fetch(job.id, connection=redis).get_status() == JobStatus.QUEUED
+        assert queue.get_job_ids()[0] == job.id
+        assert len(FailedJobRegistry(queue=queue)) == 0
+    finally:
+        stop(worker)
+
+
+def test_a_horse_goes_with_its_worker(redis_url: str, redis: Redis, tmp_path: Path) -> None:
+    """A horse outliving its worker would run the job while the sweep gives it to another."""
+    queue = Queue("default", connection=redis)
+    _, worker = start_worker(settings(redis_url, tmp_path))
+    try:
+        a_spare(redis, queue, worker.pid)
+        job = queue.enqueue(jobs.slow, 60)
+        wait_for(lambda: runs(redis, job.id) == 1, 20, "the long job to start")
+        children = spares(worker.pid)
+        assert len(children) == 2  # the horse running it, and the next spare
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        wait_for(lambda: all(gone(child) for child in children), 10, "the horse to die")
     finally:
         stop(worker)
