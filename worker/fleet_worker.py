@@ -321,6 +321,19 @@ class FleetWorkerMixin:
             self._fleet_job = None
             self._fleet_handing_back = None
 
+    def reorder_queues(self, reference_queue: Queue) -> None:
+        # rq calls this only when a dequeue returned a job.
+        super().reorder_queues(reference_queue)  # type: ignore[misc]
+        self._fleet_dequeued = True
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is None and getattr(self, "_fleet_dequeued", False):
+            # rq beats once more right after a dequeue, a round trip on every job's way to its
+            # start; the job's start, a moment later, carries the same heartbeat.
+            self._fleet_dequeued = False
+            return
+        super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+
     # Our bookkeeping rides in the pipelines rq already sends at job start and end, each time as
     # one EVAL (`worker.batch`).
 

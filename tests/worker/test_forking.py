@@ -42,6 +42,15 @@ def finished(redis: Redis, job_id: str) -> bool:
     return Job.fetch(job_id, connection=redis).get_status(refresh=True) == JobStatus.FINISHED
 
 
+def a_spare(redis: Redis, queue: Queue, worker_pid: int) -> int:
+    """Run one job so that the worker forks a spare; return the spare's pid."""
+    warm = queue.enqueue(jobs.quick)
+    wait_for(lambda: finished(redis, warm.id), 20, "the first job")
+    wait_for(lambda: len(spares(worker_pid)) == 1, 10, "a spare horse")
+    (spare,) = spares(worker_pid)
+    return spare
+
+
 @pytest.mark.parametrize("prefork", [True, False], ids=["prefork", "fork-per-job"])
 def test_every_job_runs_in_a_fresh_child_of_the_worker(
     redis_url: str, redis: Redis, tmp_path: Path, prefork: bool
@@ -65,12 +74,9 @@ def test_a_spare_waits_connected_and_leaves_with_its_worker(
     redis_url: str, redis: Redis, tmp_path: Path
 ) -> None:
     queue = Queue("default", connection=redis)
-    first = queue.enqueue(jobs.quick)
     _, worker = start_worker(settings(redis_url, tmp_path))
     try:
-        wait_for(lambda: finished(redis, first.id), 20, "the first job")
-        wait_for(lambda: len(spares(worker.pid)) == 1, 10, "a spare horse")
-        (spare,) = spares(worker.pid)
+        spare = a_spare(redis, queue, worker.pid)
         # Hard kill of the worker alone: the spare must not linger with no job and no parent.
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
@@ -83,12 +89,9 @@ def test_a_dead_spare_is_replaced_and_no_job_fails(
     redis_url: str, redis: Redis, tmp_path: Path
 ) -> None:
     queue = Queue("default", connection=redis)
-    first = queue.enqueue(jobs.quick)
     _, worker = start_worker(settings(redis_url, tmp_path))
     try:
-        wait_for(lambda: finished(redis, first.id), 20, "the first job")
-        wait_for(lambda: len(spares(worker.pid)) == 1, 10, "a spare horse")
-        (spare,) = spares(worker.pid)
+        spare = a_spare(redis, queue, worker.pid)
         os.kill(spare, signal.SIGKILL)
         wait_for(lambda: gone(spare), 10, "the spare to die")
         second = queue.enqueue(jobs.quick)
@@ -103,11 +106,10 @@ def test_a_job_on_a_spare_is_handed_back_on_a_second_sigterm(
     redis_url: str, redis: Redis, tmp_path: Path
 ) -> None:
     queue = Queue("default", connection=redis)
-    warm = queue.enqueue(jobs.quick)  # the first job forks; the next one runs on the spare
-    long_job = queue.enqueue(jobs.slow, 60)
     _, worker = start_worker(settings(redis_url, tmp_path))
     try:
-        wait_for(lambda: finished(redis, warm.id), 20, "the first job")
+        a_spare(redis, queue, worker.pid)  # the first job forks; the next one runs on the spare
+        long_job = queue.enqueue(jobs.slow, 60)
         wait_for(lambda: runs(redis, long_job.id) == 1, 20, "the long job to start")
         children = spares(worker.pid)  # the horse running the long job, and the next spare
         assert len(children) == 2
@@ -122,15 +124,6 @@ def test_a_job_on_a_spare_is_handed_back_on_a_second_sigterm(
         wait_for(lambda: all(gone(child) for child in children), 10, "no process left behind")
     finally:
         stop(worker)
-
-
-def a_spare(redis: Redis, queue: Queue, worker_pid: int) -> int:
-    """Run one job so that the worker forks a spare; return the spare's pid."""
-    warm = queue.enqueue(jobs.quick)
-    wait_for(lambda: finished(redis, warm.id), 20, "the first job")
-    wait_for(lambda: len(spares(worker_pid)) == 1, 10, "a spare horse")
-    (spare,) = spares(worker_pid)
-    return spare
 
 
 def test_a_spare_that_dies_holding_an_unstarted_job_gives_it_back(

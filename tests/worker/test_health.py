@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
 from redis import Redis
 
+from worker import health as health_module
 from worker.health import HealthPolicy, WorkerHealth, instance_digest, judge
 
 POLICY = HealthPolicy(
@@ -57,7 +59,7 @@ def test_judge(
         assert word in reason
 
 
-def test_window_slides(redis: Redis) -> None:
+def test_window_slides(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     health = WorkerHealth(redis, "i-0abc.1", POLICY)
     for i in range(4):
         health.record_job(ok=False, now=T0 + i)
@@ -74,11 +76,16 @@ def test_window_slides(redis: Redis) -> None:
     assert health.digest(now=T0 + 64)["jobs_in_window"] == 0
 
     # Writes well after the window trim the old events (on a random one in ten), so the sets
-    # stay bounded however long the worker runs.
-    for i in range(60):
-        health.record_job(ok=True, now=T0 + 200 + i)
+    # stay bounded however long the worker runs. The draw is made deterministic here: nine
+    # writes that do not trim, then one that does.
+    draws = itertools.cycle([0.5] * 9 + [0.05])
+    monkeypatch.setattr(health_module.random, "random", lambda: next(draws))
+    for i in range(9):
+        health.record_job(ok=True, now=T0 + 100 + i)
+    assert redis.zcard(health.keys.failures) == 4  # not trimmed yet
+    health.record_job(ok=True, now=T0 + 200)  # the tenth: trims what is older than its window
     assert redis.zcard(health.keys.failures) == 0
-    assert redis.zcard(health.keys.jobs) <= 60
+    assert redis.zcard(health.keys.jobs) == 1
 
 
 def test_sets_stay_bounded_over_many_windows(redis: Redis) -> None:
