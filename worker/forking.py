@@ -39,6 +39,7 @@ from worker.fleet_worker import FleetJob, FleetWorkerMixin
 __all__ = ["FleetWorker"]
 
 log = logging.getLogger(__name__)
+_PIPE_SAFE_BYTES = 32 * 1024  # well under Linux's 64 KiB pipe buffer
 _REHEARSAL_JOB = "fleetkit-spare-rehearsal"  # never exists: fetching it only warms the path
 
 
@@ -57,6 +58,10 @@ class _Spare:
     def send(self, message: dict[str, Any]) -> bool:
         """Hand the spare its job; False when it is gone (then nothing was handed)."""
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(payload) > _PIPE_SAFE_BYTES and message.get("stored"):
+            # A large job is read from Redis by the spare instead: a message that fits the
+            # pipe's buffer never blocks the worker, whatever state the spare is in.
+            payload = pickle.dumps({**message, "stored": None}, protocol=pickle.HIGHEST_PROTOCOL)
         data = struct.pack("!Q", len(payload)) + payload
         try:
             view = memoryview(data)
@@ -144,6 +149,7 @@ class FleetWorker(FleetWorkerMixin, Worker):
         execution = self.execution
         message = {
             "job": job.id,
+            "stored": getattr(job, "fleet_stored", None),
             "queue": queue.name,
             "execution": execution.id if execution else None,
             "created_at": execution.created_at.timestamp() if execution else None,
@@ -192,10 +198,7 @@ class FleetWorker(FleetWorkerMixin, Worker):
         if message is None:
             os._exit(0)  # the parent went away or stopped without a job for us
         os.environ["RQ_JOB_ID"] = message["job"]
-        job = self.job_class.fetch(
-            message["job"], connection=self.connection, serializer=self.serializer
-        )
-        assert isinstance(job, FleetJob)
+        job = self._fleet_job_from(message)
         self._fleet_job = job  # from here on, a hand back signal interrupts this job
         if self._fleet_interrupt_pending:
             # Asked to stop before the job started: leave it unstarted; the parent hands it
@@ -217,6 +220,16 @@ class FleetWorker(FleetWorkerMixin, Worker):
             execution.created_at = execution.last_heartbeat = started
             self.execution = execution
         self.main_work_horse(job, queue)
+
+    def _fleet_job_from(self, message: dict[str, Any]) -> FleetJob:  # pragma: no cover - child
+        """The worker's copy of the job; read from Redis only if there is none."""
+        job = self.job_class(message["job"], connection=self.connection, serializer=self.serializer)
+        if message.get("stored"):
+            job.restore(message["stored"])
+        else:
+            job.refresh()
+        assert isinstance(job, FleetJob)
+        return job
 
     def _fleet_own_connection(self) -> None:  # pragma: no cover - child process
         """A connection pool of the spare's own, with nothing inherited from the parent.

@@ -186,3 +186,20 @@ def test_a_horse_goes_with_its_worker(redis_url: str, redis: Redis, tmp_path: Pa
         wait_for(lambda: all(gone(child) for child in children), 10, "the horse to die")
     finally:
         stop(worker)
+
+
+def test_large_and_small_jobs_reach_the_spare_intact(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    queue = Queue("default", connection=redis)
+    _, worker = start_worker(settings(redis_url, tmp_path))
+    try:
+        a_spare(redis, queue, worker.pid)
+        blobs = [os.urandom(200_000), b"small"]  # over and under what the pipe is handed
+        enqueued = [queue.enqueue(jobs.checksum, blob) for blob in blobs]
+        for job in enqueued:
+            wait_for(lambda job=job: finished(redis, job.id), 20, "the job to finish")
+        results = [Job.fetch(job.id, connection=redis).return_value() for job in enqueued]
+        assert results == [sum(blob) % 65521 for blob in blobs]
+    finally:
+        stop(worker)
