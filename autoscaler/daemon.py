@@ -142,7 +142,9 @@ class Autoscaler:
         if groups is not None:
             self.recovery.observe(groups, now)
         if self._memory_loaded:  # never overwrite what a previous leader stored unread
-            records[members_key(self.env.name)] = self.recovery.members_json()
+            members = self.recovery.members_json(now)
+            if members is not None:
+                records[members_key(self.env.name)] = members
         for name, pool in self.env.pools.items():
             state = PoolState(
                 pool=name,

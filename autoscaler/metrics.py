@@ -63,6 +63,7 @@ class AutoscalerMetrics:
         self.sources_ok = {"redis": True, "aws": True}  # until a tick says otherwise
         self.is_leader = False
         self.last_error: str | None = None
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def observe_sources(self, *, redis: bool | None = None, aws: bool | None = None) -> None:
         """Record which sources could be read this tick (None: not tried, unchanged)."""
@@ -78,20 +79,30 @@ class AutoscalerMetrics:
         self, decision: Decision, load: QueueLoad | None, groups: PoolGroups | None
     ) -> None:
         pool = decision.pool
-        self.decisions.labels(pool, decision.action.value).inc()
+        child = self._child
+        child(self.decisions, pool, decision.action.value).inc()
         if decision.target is not None:
-            self.target.labels(pool).set(decision.target)
+            child(self.target, pool).set(decision.target)
         if decision.needed_processes is not None:
-            self.needed.labels(pool).set(decision.needed_processes)
+            child(self.needed, pool).set(decision.needed_processes)
         if load is not None:
-            self.queued.labels(pool).set(load.queued)
-            self.in_flight.labels(pool).set(load.in_flight)
+            child(self.queued, pool).set(load.queued)
+            child(self.in_flight, pool).set(load.in_flight)
         if groups is not None:
             for group in (groups.spot, groups.on_demand):
-                labels = (pool, group.capacity.value)
-                self.desired.labels(*labels).set(group.desired)
-                self.in_service.labels(*labels).set(group.in_service)
-                self.pending.labels(*labels).set(group.pending)
+                capacity = group.capacity.value
+                child(self.desired, pool, capacity).set(group.desired)
+                child(self.in_service, pool, capacity).set(group.in_service)
+                child(self.pending, pool, capacity).set(group.pending)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # prometheus_client's labels() takes a lock and builds a key on every call; a tick
+        # sets a dozen series per pool, every tick.
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

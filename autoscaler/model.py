@@ -99,7 +99,7 @@ class PoolGroups:
     def group(self, capacity: Capacity) -> GroupState:
         return self.spot if capacity is Capacity.SPOT else self.on_demand
 
-    @property
+    @cached_property
     def instance_ids(self) -> frozenset[str]:
         return frozenset(i.id for g in (self.spot, self.on_demand) for i in g.instances)
 

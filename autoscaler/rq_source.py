@@ -1,14 +1,13 @@
 """`QueueDepthSource` over Redis: rq's queues and registries plus the workers' records.
 
-A read costs two pipelined round trips however many queues and workers there are, each of a
-fixed handful of commands (per-key loops run inside Redis, in small Lua scripts, because
-redis-py spends tens of microseconds per pipelined command):
-
-1. Redis TIME; per queue LLEN of the queue and ZCARD of rq's started registry (jobs in flight);
-   the ended-job counters (`worker.fleet_worker.QUEUE_STATS_KEY`); the worker → instance map
-   (every worker on record, whatever its heartbeat says); every pool's hold (MGET).
-2. Whether each of those workers runs a job: rq's `current_job` field (set when a job starts,
-   deleted when it ends) or fleetkit's in-flight record. Skipped when there are none.
+A read is one pipelined round trip however many queues and workers there are, of a fixed
+handful of commands (per-key loops run inside Redis, in small Lua scripts, because redis-py
+spends tens of microseconds per pipelined command and per argument): Redis TIME; per queue LLEN
+of the queue and ZCARD of rq's started registry (jobs in flight); the ended-job counters
+(`worker.fleet_worker.QUEUE_STATS_KEY`); the worker → instance map (every worker on record,
+whatever its heartbeat says); which of those workers runs a job — rq's `current_job` field (set
+when a job starts, deleted when it ends) or fleetkit's in-flight record —, read in the same
+instant; every pool's hold (MGET).
 """
 
 from __future__ import annotations
@@ -49,30 +48,35 @@ for i = 1, #KEYS, 2 do
 end
 return out
 """
+# Busy: rq's current job (set at start, deleted at end) or fleetkit's in-flight record (set
+# before rq's, deleted when the job ends or is handed back). The worker names come from the
+# instances hash inside Redis, so the request stays the same size however large the fleet.
 _BUSY = """
-local out = {}
-local n = #ARGV
-for i = 1, n do
-  local rq = redis.call('HEXISTS', KEYS[i], 'current_job')
-  out[i] = rq + redis.call('HEXISTS', KEYS[n + 1], ARGV[i])
+local busy = {}
+for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if redis.call('HEXISTS', ARGV[1] .. name, 'current_job') == 1
+     or redis.call('HEXISTS', KEYS[2], name) == 1 then
+    busy[#busy + 1] = name
+  end
 end
-return out
+return busy
 """
 
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """Round trip 1, decoded."""
+    """The read's one round trip, decoded."""
 
     now: float
     depths: dict[str, tuple[int, int]]  # queue → (queued, in flight)
     stats: dict[str, str]
     instances: dict[str, str]
+    busy_workers: list[str]
     raw_holds: dict[str, tuple[str, bytes | str | None]]  # pool → (key, value)
 
 
 class RqQueueDepthSource:
-    """What rq's queues hold per pool, and which instances run a job, in two round trips."""
+    """What rq's queues hold per pool, and which instances run a job, in one round trip."""
 
     def __init__(
         self,
@@ -101,7 +105,7 @@ class RqQueueDepthSource:
             # Every worker still on record counts, live or not: one whose heartbeat merely
             # lags may be running a job, and a dead one is forgotten by the sweep within a TTL.
             placed = snap.instances
-            busy = self._busy(placed)
+            busy = {placed[name] for name in snap.busy_workers if name in placed}
         except RedisError as exc:
             detail = " ".join(str(exc).split()) or "no detail"
             raise SourceUnavailable(
@@ -138,6 +142,7 @@ class RqQueueDepthSource:
                 pipe.eval(_DEPTHS, len(depth_keys), *depth_keys)
             pipe.hgetall(QUEUE_STATS_KEY)
             pipe.hgetall(INSTANCES_KEY)
+            pipe.eval(_BUSY, 2, INSTANCES_KEY, INFLIGHT_KEY, Worker.redis_worker_namespace_prefix)
             if hold_keys:
                 pipe.mget(list(hold_keys.values()))
             replies = iter(pipe.execute())
@@ -146,23 +151,16 @@ class RqQueueDepthSource:
         depths = {q: (int(next(counts)), int(next(counts))) for q in queues}
         stats = _decoded(next(replies))
         instances = _decoded(next(replies))
+        busy_workers = [
+            name.decode() if isinstance(name, bytes) else name for name in next(replies)
+        ]
         held = next(replies) if hold_keys else []
         raw_holds = {
             pool: (key, value) for (pool, key), value in zip(hold_keys.items(), held, strict=True)
         }
-        return _Snapshot(seconds + micros / 1_000_000, depths, stats, instances, raw_holds)
-
-    def _busy(self, placed: Mapping[str, str]) -> set[str]:
-        if not placed:
-            return set()
-        names = sorted(placed)
-        # Busy: rq's current job (set at start, deleted at end) or fleetkit's in-flight record
-        # (set before rq's, deleted when the job ends or is handed back).
-        keys = [Worker.redis_worker_namespace_prefix + name for name in names] + [INFLIGHT_KEY]
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.eval(_BUSY, len(keys), *keys, *names)
-            (running,) = pipe.execute()
-        return {placed[name] for name, job in zip(names, running, strict=True) if job}
+        return _Snapshot(
+            seconds + micros / 1_000_000, depths, stats, instances, busy_workers, raw_holds
+        )
 
     def _load(self, pool: str, queues: Sequence[str], snap: _Snapshot, now: float) -> QueueLoad:
         queued = in_flight = done = 0
@@ -182,6 +180,10 @@ class RqQueueDepthSource:
         if isinstance(self.rate_window_s, Mapping):
             return self.rate_window_s.get(pool, DEFAULT_RATE_WINDOW_S)
         return self.rate_window_s
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _decoded(raw: Mapping[Any, Any]) -> dict[str, str]:
