@@ -110,7 +110,29 @@ def populate(
         pipe.execute()
 
 
-def build(redis: Redis, env: Environment, provider: InMemoryCapacityProvider) -> Autoscaler:
+class TickClock:
+    """The daemon's clock, one interval further at each tick.
+
+    Ticking back to back on the wall clock would pack every tick of the run into one
+    stabilization window, so the policy's memory would grow with the run (hundreds of entries
+    to keep, serialize and store per pool) as it never does in service, where a window holds
+    `stabilization_window_s / interval_s` ticks.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self) -> None:
+        self.now += self.interval_s
+
+
+def build(
+    redis: Redis, env: Environment, provider: InMemoryCapacityProvider, clock: TickClock
+) -> Autoscaler:
     source = RqQueueDepthSource(redis, hold_key=lambda pool: hold_key(env.name, pool))
     return Autoscaler(
         env,
@@ -120,6 +142,7 @@ def build(redis: Redis, env: Environment, provider: InMemoryCapacityProvider) ->
         policy=QueueDrainPolicy(),
         lock=LeaderLock(redis, leader_key(env.name), ttl_s=30),
         metrics=AutoscalerMetrics(interval_s=10),
+        clock=clock,
     )
 
 
@@ -127,12 +150,17 @@ def measure(redis: Redis, workers: int, ticks: int) -> dict[str, float]:
     env = environment()
     provider = InMemoryCapacityProvider({name: (500, 100) for name in env.pools})
     populate(redis, env, provider, workers)
-    daemon = build(redis, env, provider)
-    for _ in range(5):  # warm-up: the lock, Lua scripts, rate windows, the memory load
+    clock = TickClock(interval_s=10)
+    daemon = build(redis, env, provider, clock)
+    # Warm-up: the lock, Lua scripts, rate windows, the memory load, and a whole window of
+    # ticks so that the policy's memory is as full as it gets in service.
+    for _ in range(40):
+        clock.advance()
         daemon.tick()
     timings = []
     with RoundTrips() as trips:
         for _ in range(ticks):
+            clock.advance()
             began = time.perf_counter()
             report = daemon.tick()
             timings.append((time.perf_counter() - began) * 1000)
