@@ -41,6 +41,14 @@ def redis_url(redis_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     yield redis_server
 
 
+@pytest.fixture(name="redis")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test's Redis (emptied for the test by `redis_url`)."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto as a real HTTP endpoint, so subprocesses share the same fake cloud."""

@@ -23,11 +23,6 @@ pytestmark = pytest.mark.e2e
 MODES = pytest.mark.parametrize("forking", [True, False], ids=["forking", "simple"])
 
 
-@pytest.fixture
-def redis(redis_url: str) -> Redis:
-    return Redis.from_url(redis_url)
-
-
 def status(redis: Redis, job_id: str) -> JobStatus | None:
     return Job.fetch(job_id, connection=redis).get_status(refresh=True)
 

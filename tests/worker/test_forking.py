@@ -23,11 +23,6 @@ from worker.handback import HANDBACK_META
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def redis(redis_url: str) -> Redis:
-    return Redis.from_url(redis_url)
-
-
 def gone(pid: int) -> bool:
     """Exited (a zombie waiting for its reaper counts as exited)."""
     try:

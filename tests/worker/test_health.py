@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 from redis import Redis
@@ -15,13 +14,6 @@ POLICY = HealthPolicy(
     window_s=60, max_error_rate=0.5, min_jobs_for_rate=10, max_consecutive_failures=5
 )
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.mark.parametrize(

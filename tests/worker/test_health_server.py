@@ -33,13 +33,6 @@ def get(port: int, path: str) -> tuple[int, str, bytes]:
 
 
 @pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def dead_redis() -> Iterator[Redis]:
     """A client for a port nobody listens on, failing at once instead of retrying."""
     with socket.socket() as sock:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 from redis import Redis
 from rq.job import Job, JobStatus
 
@@ -16,13 +14,6 @@ from worker.handback import Outcome
 from worker.liveness import Beacon, Liveness
 
 TTL = 1.0
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def test_beat_records_the_instance_and_forget_clears_everything(redis: Redis) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,13 +12,6 @@ from redis import Redis
 from worker.metrics import DURATION_BUCKETS, PICKUP_BUCKETS, WorkerMetrics, render_prometheus
 
 A, B = "i-0abc.1", "i-0abc.2"
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def samples(text: bytes) -> list[Sample]:
