@@ -94,6 +94,7 @@ class FleetWorkerMixin:
     """Overrides of rq.BaseWorker hooks; mixed into rq.Worker and rq.SimpleWorker."""
 
     fleet: dict[str, Any]
+    _fleet_dequeued = False  # a dequeue just returned a job (rq's next heartbeat is skipped)
     # rq attributes this mixin uses (declared for type checkers):
     connection: Any
     name: str
@@ -195,8 +196,7 @@ class FleetWorkerMixin:
         outcome = hand_back(
             self.connection, job_id, reason=reason, only_from_worker=self.name, job_class=FleetJob
         )
-        execution = getattr(self, "execution", None)
-        composite = getattr(execution, "composite_key", None)
+        composite = self._fleet_execution_key()
         if outcome is Outcome.SKIPPED and composite and composite.startswith(f"{job_id}:"):
             outcome = hand_back(
                 self.connection,
@@ -334,7 +334,7 @@ class FleetWorkerMixin:
         self._fleet_dequeued = True
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        if pipeline is None and getattr(self, "_fleet_dequeued", False):
+        if pipeline is None and self._fleet_dequeued:
             # rq beats once more right after a dequeue, a round trip on every job's way to its
             # start; the job's start, a moment later, carries the same heartbeat.
             self._fleet_dequeued = False
@@ -426,23 +426,18 @@ class FleetWorkerMixin:
         super().handle_job_failure(job, queue, started_job_registry, exc_string)  # type: ignore[misc]
 
     def _fleet_hand_back_unstarted(self, job: Job, reason: str) -> None:
-        execution = getattr(self, "execution", None)
-        composite = getattr(execution, "composite_key", None)
         outcome = hand_back(
             self.connection,
             job.id,
             reason=reason,
             job_class=FleetJob,
             allow_queued=True,
-            execution=composite,
+            execution=self._fleet_execution_key(),
             hard_kill=True,
             max_hard_kills=self.fleet["max_hard_kills"],
         )
         log.warning("worker %s: job %s %s: %s", self.name, job.id, outcome.value, reason)
-        with self.connection.pipeline() as pipe:
-            self.set_current_job_id(None, pipeline=pipe)
-            pipe.hdel(self.liveness.inflight_key, self.name)
-            pipe.execute()
+        self._fleet_release_job()
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         self._fleet_completing = True
@@ -456,7 +451,15 @@ class FleetWorkerMixin:
         if outcome is Outcome.REQUEUED:
             log.warning("worker %s: job %s handed back to %s", self.name, job.id, job.origin)
             self.metrics.job_handed_back()
+        self._fleet_release_job()
+
+    def _fleet_release_job(self) -> None:
+        """This worker no longer runs a job: neither for rq nor for the sweep."""
         with self.connection.pipeline() as pipe:
             self.set_current_job_id(None, pipeline=pipe)
             pipe.hdel(self.liveness.inflight_key, self.name)
             pipe.execute()
+
+    def _fleet_execution_key(self) -> str | None:
+        """rq's `<job id>:<execution id>` of the execution this worker registered, if any."""
+        return getattr(getattr(self, "execution", None), "composite_key", None)

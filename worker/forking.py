@@ -117,6 +117,7 @@ class FleetWorker(FleetWorkerMixin, Worker):
 
     _fleet_frozen = False
     _fleet_spare: _Spare | None = None
+    _fleet_signalled: tuple[str, int] | None = None  # (job, horse) told to hand back
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         try:
@@ -139,7 +140,7 @@ class FleetWorker(FleetWorkerMixin, Worker):
             super().fork_work_horse(job, queue)
         # A hand back asked for while the horse had no pid yet is carried out now.
         self._fleet_signal_horse()
-        if self.fleet.get("prefork", True) and not self._fleet_draining:
+        if self.fleet["prefork"] and not self._fleet_draining:
             self._fleet_spare = self._fleet_fork_spare()
 
     def _fleet_dispatch_to_spare(self, job: Job, queue: Queue) -> bool:
@@ -290,7 +291,7 @@ class FleetWorker(FleetWorkerMixin, Worker):
         job, horse = self._fleet_job, self.horse_pid
         if job is None or self._fleet_handing_back != job.id or not horse:
             return
-        if getattr(self, "_fleet_signalled", None) == (job.id, horse):
+        if self._fleet_signalled == (job.id, horse):
             return
         self._fleet_signalled = (job.id, horse)
         os.kill(horse, signal.SIGUSR1)

@@ -49,7 +49,7 @@ def build_worker(settings: WorkerSettings | Any, name: str) -> FleetWorker | Fle
         max_hard_kills=settings.max_hard_kills,
         handback_grace_s=settings.handback_grace_s,
         instance_id=settings.instance_id,
-        prefork=getattr(settings, "prefork", True),
+        prefork=settings.prefork,
     )
     return worker
 
