@@ -21,7 +21,10 @@ for i = 1, #ARGV, 4 do
   if op == 'hincrby' then redis.call('HINCRBY', key, a, b)
   elseif op == 'hincrbyfloat' then redis.call('HINCRBYFLOAT', key, a, b)
   elseif op == 'hdel' then redis.call('HDEL', key, a)
+  elseif op == 'hset' then redis.call('HSET', key, a, b)
   elseif op == 'zadd' then redis.call('ZADD', key, b, a)
+  elseif op == 'zaddxx' then redis.call('ZADD', key, 'XX', b, a)
+  elseif op == 'lrem' then redis.call('LREM', key, b, a)
   elseif op == 'expire' then redis.call('EXPIRE', key, a)
   elseif op == 'setex' then redis.call('SET', key, a, 'EX', b)
   elseif op == 'incr' then redis.call('INCR', key)
@@ -50,6 +53,19 @@ class WriteBatch:
         self._args += [name, str(index), _text(a), _text(b)]
         return self
 
+    def hset(
+        self,
+        key: str,
+        field: str | None = None,
+        value: object = None,
+        mapping: Mapping[str, object] | None = None,
+    ) -> WriteBatch:
+        if field is not None:
+            self._op("hset", key, field, value)
+        for name, item in (mapping or {}).items():
+            self._op("hset", key, name, item)
+        return self
+
     def hincrby(self, key: str, field: str, amount: int = 1) -> WriteBatch:
         return self._op("hincrby", key, field, amount)
 
@@ -59,10 +75,13 @@ class WriteBatch:
     def hdel(self, key: str, field: str) -> WriteBatch:
         return self._op("hdel", key, field)
 
-    def zadd(self, key: str, mapping: Mapping[str, float]) -> WriteBatch:
+    def zadd(self, key: str, mapping: Mapping[str, float | str], xx: bool = False) -> WriteBatch:
         for member, score in mapping.items():
-            self._op("zadd", key, member, score)
+            self._op("zaddxx" if xx else "zadd", key, member, score)
         return self
+
+    def lrem(self, key: str, count: int, value: str) -> WriteBatch:
+        return self._op("lrem", key, value, count)
 
     def expire(self, key: str, seconds: int) -> WriteBatch:
         return self._op("expire", key, int(seconds))
@@ -79,12 +98,25 @@ class WriteBatch:
         return self._op("zremrangebyscore", key, low, high)
 
     def add_to(self, pipeline: Any) -> None:
-        """Append the recorded writes to `pipeline` as one command (nothing if empty)."""
-        if self._args:
+        """Append the recorded writes to `pipeline` as one command (nothing if empty).
+
+        `pipeline` may be a client (the writes are sent at once) or another WriteBatch (they
+        join its writes, in order).
+        """
+        if isinstance(pipeline, WriteBatch):
+            names = list(self._keys)
+            for i in range(0, len(self._args), 4):
+                name, index, a, b = self._args[i : i + 4]
+                pipeline._op(name, names[int(index) - 1], a, b)
+        elif self._args:
             pipeline.eval(_APPLY, len(self._keys), *self._keys, *self._args)
 
 
 def _text(value: object) -> str:
+    # As redis-py encodes arguments: a str subclass (rq's status enums) by its string value,
+    # a float by repr.
+    if isinstance(value, str):
+        return str.__str__(value)
     if isinstance(value, float):
         return repr(value)
     return str(value)

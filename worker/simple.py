@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from rq.executions import Execution
 from rq.job import Job
@@ -12,6 +12,7 @@ from rq.queue import Queue
 from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
+from worker.batch import WriteBatch
 from worker.errors import ShutDownImminent
 from worker.fleet_worker import FleetJob, FleetWorkerMixin
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 class FleetSimpleWorker(FleetWorkerMixin, SimpleWorker):
     """Runs jobs in its own process (rq.SimpleWorker); the job is interrupted in place."""
 
-    _fleet_pending: Any = None  # the execution's pipeline, sent with the job's start
+    _fleet_pending: WriteBatch | None = None  # the execution's writes, sent with the job's start
     _fleet_started: str | None = None  # the job whose start has reached Redis
 
     def execute_job(self, job: Job, queue: Queue) -> None:
@@ -32,27 +33,26 @@ class FleetSimpleWorker(FleetWorkerMixin, SimpleWorker):
 
     def prepare_execution(self, job: Job) -> Execution:
         # rq sends the execution's registration and, a moment later in the same process, the
-        # job's start as two transactions. Here nothing runs between them, so they go as one:
-        # a round trip less before every job, and no instant where rq lists the execution but
-        # the job is not yet marked started.
-        pipeline = self.connection.pipeline()
+        # job's start as two transactions of some twenty commands. Here nothing runs between
+        # them, so rq's own calls are recorded and sent as one EVAL (`worker.batch`): one
+        # command to pack and one reply to read on every job's way to its start, and no
+        # instant where rq lists the execution but the job is not yet marked started.
+        batch = WriteBatch()
         self.execution = Execution.create(
-            job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name
+            job, self.get_heartbeat_ttl(job), pipeline=cast(Any, batch), worker_name=self.name
         )
-        self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
-        self._fleet_pending = pipeline
+        self.set_state(WorkerStatus.BUSY, pipeline=batch)
+        self._fleet_pending = batch
         return self.execution
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        pipeline = self._fleet_pending
-        if pipeline is None:
+        batch = self._fleet_pending
+        if batch is None:
             super().prepare_job_execution(job, remove_from_intermediate_queue)
             return
-        # rq's prepare_job_execution, on the pipeline prepare_execution left open.
-        try:
-            self._fleet_send_start(pipeline, job, remove_from_intermediate_queue)
-        finally:
-            self._fleet_pending = None
+        # rq's prepare_job_execution, on the writes prepare_execution recorded.
+        self._fleet_pending = None
+        self._fleet_send_start(batch, job, remove_from_intermediate_queue)
         self._fleet_started = job.id
         if self._fleet_handing_back == job.id and isinstance(job, FleetJob):
             # A notice came before the start reached Redis: now that rq lists the execution,
@@ -62,19 +62,21 @@ class FleetSimpleWorker(FleetWorkerMixin, SimpleWorker):
         self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
 
     def _fleet_send_start(
-        self, pipeline: Any, job: Job, remove_from_intermediate_queue: bool
+        self, batch: WriteBatch, job: Job, remove_from_intermediate_queue: bool
     ) -> None:
-        with pipeline:
-            self.set_current_job_id(job.id, pipeline=pipeline)
-            self.set_current_job_working_time(0, pipeline=pipeline)
-            heartbeat_ttl = self.get_heartbeat_ttl(job)
-            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
-            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
-            job.prepare_for_execution(self.name, pipeline=pipeline)
-            if remove_from_intermediate_queue:
-                queue = Queue(job.origin, connection=self.connection)
-                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
-            pipeline.execute()
+        # rq's own calls, so rq decides what is written; a Lua script is atomic as rq's
+        # MULTI/EXEC is.
+        pipeline = cast(Any, batch)
+        self.set_current_job_id(job.id, pipeline=pipeline)
+        self.set_current_job_working_time(0, pipeline=pipeline)
+        heartbeat_ttl = self.get_heartbeat_ttl(job)
+        self.heartbeat(heartbeat_ttl, pipeline=pipeline)
+        job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
+        job.prepare_for_execution(self.name, pipeline=pipeline)
+        if remove_from_intermediate_queue:
+            queue = Queue(job.origin, connection=self.connection)
+            batch.lrem(queue.intermediate_queue_key, 1, job.id)
+        batch.add_to(self.connection)
 
     def _fleet_hand_back_current(self, reason: str) -> None:
         job = self._fleet_job

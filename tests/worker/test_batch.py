@@ -7,6 +7,8 @@ from typing import Any, cast
 
 import pytest
 from redis import Redis
+from rq.job import JobStatus
+from rq.worker import WorkerStatus
 
 from worker.batch import WriteBatch
 from worker.health import WorkerHealth
@@ -69,3 +71,47 @@ def test_a_batch_writes_what_a_pipeline_writes_in_one_command(redis: Redis) -> N
 def test_set_without_expiry_is_refused() -> None:
     with pytest.raises(ValueError, match="ex="):
         WriteBatch().set("k", 1)
+
+
+def start_writes(writer: Any, prefix: str) -> None:
+    """The calls rq makes on a pipeline when a job starts (rq 2.12), with rq's own value types."""
+    writer.hset(f"{prefix}:execution", mapping={"id": "e1", "created_at": 1.25, "n": 7})
+    writer.hset(f"{prefix}:worker", "state", WorkerStatus.BUSY)
+    writer.hset(f"{prefix}:job", mapping={"status": JobStatus.STARTED, "worker_name": "w"})
+    writer.hset(f"{prefix}:worker", "current_job_working_time", 0)
+    writer.zadd(f"{prefix}:wip", {"job:e1": 100, "job:e2": "+inf"})
+    writer.zadd(f"{prefix}:wip", {"job:e1": 200, "job:absent": 300}, xx=True)
+    writer.expire(f"{prefix}:execution", 240)
+    writer.lrem(f"{prefix}:intermediate", 1, "job")
+
+
+def test_rq_start_writes_in_a_batch_match_a_pipeline(redis: Redis) -> None:
+    for prefix in ("piped", "batched"):
+        redis.rpush(f"{prefix}:intermediate", "other", "job", "job")
+    with redis.pipeline() as pipe:
+        start_writes(pipe, "piped")
+        pipe.execute()
+    batch = WriteBatch()
+    start_writes(cast(Any, batch), "batched")
+    batch.add_to(redis)
+
+    for name in ("execution", "worker", "job"):
+        assert redis.hgetall(f"batched:{name}") == redis.hgetall(f"piped:{name}")
+    assert redis.hget("batched:worker", "state") == "busy"  # the enum's value, not its repr
+    wip = redis.zrange("batched:wip", 0, -1, withscores=True)
+    assert wip == redis.zrange("piped:wip", 0, -1, withscores=True)
+    assert wip == [("job:e1", 200.0), ("job:e2", float("inf"))]  # XX: no new member
+    assert redis.lrange("batched:intermediate", 0, -1) == ["other", "job"]
+    assert 0 < redis.ttl("batched:execution") <= 240
+
+
+def test_a_batch_added_to_a_batch_keeps_its_writes_in_order(redis: Redis) -> None:
+    inner = WriteBatch().hset("fleetkit:test:order", "a", 1).expire("fleetkit:test:order", 60)
+    outer = WriteBatch().hset("fleetkit:test:other", "b", 2)
+    inner.add_to(outer)
+    outer.hset("fleetkit:test:order", "a", 3)
+    assert len(outer) == 4
+    outer.add_to(redis)
+    assert redis.hget("fleetkit:test:order", "a") == "3"
+    assert redis.hget("fleetkit:test:other", "b") == "2"
+    assert 0 < redis.ttl("fleetkit:test:order") <= 60
