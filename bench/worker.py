@@ -4,8 +4,8 @@
    plain rq and fleetkit alternate for `--rounds` rounds and the medians are compared.
 2. Pickup latency: 1,000 trivial jobs enqueued one at a time to an idle worker,
    enqueued_at → started_at (rq's own timestamps: set by the producer, and by the worker just
-   before it calls the job function); `--rounds` alternated rounds, percentiles over every
-   sample, each round's p99 printed.
+   before it calls the job function); `--latency-rounds` alternated rounds, percentiles over
+   every sample, each round's p99 printed.
 3. Chaos: 10,000 jobs, 8 worker processes; 30 % of them hard-killed (with their horse) and 30 %
    given an interruption notice while jobs run; replacements started. Counts lost and failed jobs.
 """
@@ -133,6 +133,26 @@ def pickup(kind: str, mode: str, url: str, tmp: Path, jobs: int) -> list[float]:
     return latencies
 
 
+class StealMeter:
+    """Share of CPU time the hypervisor gave other guests since creation (/proc/stat `steal`)."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        except (OSError, ValueError):
+            return 0, 0
+        return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+    def percent(self) -> float:
+        steal, total = self._read()
+        elapsed = total - self.start[1]
+        return 100 * (steal - self.start[0]) / elapsed if elapsed > 0 else 0.0
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(round(p / 100 * (len(ordered) - 1)), len(ordered) - 1)]
@@ -211,9 +231,8 @@ def chaos(url: str, tmp: Path, jobs: int, processes: int) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="alternated throughput and latency rounds"
-    )
+    parser.add_argument("--rounds", type=int, default=5, help="alternated throughput rounds")
+    parser.add_argument("--latency-rounds", type=int, default=3, help="alternated latency rounds")
     parser.add_argument("--latency-jobs", type=int, default=1000)
     parser.add_argument("--chaos-jobs", type=int, default=10_000)
     parser.add_argument("--chaos-processes", type=int, default=8)
@@ -230,25 +249,29 @@ def main() -> None:
     rows = []
     try:
         for mode in () if args.chaos_only else ("forking", "simple"):
-            # Alternated rounds, median of each: run-to-run drift on a shared machine is larger
-            # than the difference being measured.
+            # Alternated rounds, each round's order swapped, median of each: run-to-run drift
+            # on a shared machine (CPU steal by other guests) is larger than the difference
+            # being measured.
+            steal = StealMeter()
             rates: dict[str, list[float]] = {"rq": [], "fleetkit": []}
-            for _ in range(args.rounds):
-                for kind in rates:
+            for index in range(args.rounds):
+                for kind in ("rq", "fleetkit") if index % 2 == 0 else ("fleetkit", "rq"):
                     rates[kind].append(throughput(kind, mode, url, tmp, args.jobs))
-            print(f"{mode} jobs/s per round: {json.dumps(rates)}", file=sys.stderr)
+            rounded = {kind: [round(rate) for rate in values] for kind, values in rates.items()}
+            print(f"{mode} jobs/s per round: {json.dumps(rounded)}", file=sys.stderr)
             rq_rate = statistics.median(rates["rq"])
             our_rate = statistics.median(rates["fleetkit"])
             # Latency in alternated rounds too, every sample pooled: one round's p99 is its
             # tenth-worst job, which moves by a millisecond from run to run on two cores.
             latencies: dict[str, list[float]] = {"rq": [], "fleetkit": []}
             round_p99: dict[str, list[float]] = {"rq": [], "fleetkit": []}
-            for _ in range(args.rounds):
+            for _ in range(args.latency_rounds):
                 for kind in latencies:
                     sample = pickup(kind, mode, url, tmp, args.latency_jobs)
                     latencies[kind] += sample
                     round_p99[kind].append(round(percentile(sample, 99), 2))
             print(f"{mode} pickup p99 ms per round: {json.dumps(round_p99)}", file=sys.stderr)
+            print(f"{mode}: CPU stolen by other guests {steal.percent():.1f} %", file=sys.stderr)
             rows.append((mode, rq_rate, our_rate, latencies["rq"], latencies["fleetkit"]))
         result = chaos(url, tmp, args.chaos_jobs, args.chaos_processes)
     finally:
