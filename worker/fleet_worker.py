@@ -49,6 +49,8 @@ _DURATIONS_KEY = "fleetkit:durations"
 # autoscaler samples for completion rate and mean duration. Producers write nothing.
 QUEUE_STATS_KEY = "fleetkit:queue-stats"
 _DUPLICATE_SIGNAL_S = 1.0  # systemd and the supervisor may both deliver one SIGTERM
+# A worker heartbeat (default TTL) or idle state written this recently is not written again.
+_BEAT_REUSE_S = 1.0
 
 
 class FleetJob(Job):
@@ -95,10 +97,12 @@ class FleetWorkerMixin:
 
     fleet: dict[str, Any]
     _fleet_dequeued = False  # a dequeue just returned a job (rq's next heartbeat is skipped)
+    _fleet_beat_at = float("-inf")  # time.monotonic() of the last default-TTL heartbeat sent
     # rq attributes this mixin uses (declared for type checkers):
     connection: Any
     name: str
     horse_pid: int
+    _state: str
     _stop_requested: bool
 
     def configure_fleet(
@@ -333,18 +337,46 @@ class FleetWorkerMixin:
         super().reorder_queues(reference_queue)  # type: ignore[misc]
         self._fleet_dequeued = True
 
+    # Between one job's end and the next dequeue rq writes the worker's idle state twice and its
+    # heartbeat twice, each heartbeat as two commands: six round trips a job. Here the first
+    # idle state goes with a heartbeat in one round trip, and the repeats that follow within
+    # `_BEAT_REUSE_S` are not sent again (same values, same TTL).
+
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is None and self._fleet_dequeued:
             # rq beats once more right after a dequeue, a round trip on every job's way to its
             # start; the job's start, a moment later, carries the same heartbeat.
             self._fleet_dequeued = False
             return
-        super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+        if pipeline is not None or timeout is not None:
+            super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+            return
+        if time.monotonic() - self._fleet_beat_at < _BEAT_REUSE_S:
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(None, pipe)  # type: ignore[misc]
+            pipe.execute()
+        self._fleet_beat_at = time.monotonic()
+
+    def _fleet_idle_with_beat(self) -> None:
+        if (
+            self._state == WorkerStatus.IDLE
+            and time.monotonic() - self._fleet_beat_at < _BEAT_REUSE_S
+        ):
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().set_state(WorkerStatus.IDLE, pipeline=pipe)  # type: ignore[misc]
+            super().heartbeat(None, pipe)  # type: ignore[misc]
+            pipe.execute()
+        self._fleet_beat_at = time.monotonic()
 
     # Our bookkeeping rides in the pipelines rq already sends at job start and end, each time as
     # one EVAL (`worker.batch`).
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is None and state == WorkerStatus.IDLE:
+            self._fleet_idle_with_beat()
+            return
         super().set_state(state, pipeline=pipeline)  # type: ignore[misc]
         job = self._fleet_job
         if state == WorkerStatus.BUSY and pipeline is not None and job is not None:

@@ -13,6 +13,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.utils import now
 from rq.worker import Worker
 
 from tests.worker import jobs
@@ -58,6 +59,20 @@ def running_view(redis: Redis, job: Job, worker_name: str) -> dict[str, object]:
     }
 
 
+def idle_view(redis: Redis, worker_name: str) -> dict[str, object]:
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + worker_name, redis)
+    assert worker is not None, f"rq does not list worker {worker_name}"
+    worker.refresh()
+    beat = worker.last_heartbeat
+    return {
+        "state": worker.get_state(),
+        "current job": worker.get_current_job_id(),
+        "jobs done": worker.successful_job_count,
+        "beat in the last 10 s": beat is not None and (now() - beat).total_seconds() < 10,
+        "kept alive": redis.ttl(worker.key) > 60,
+    }
+
+
 @pytest.mark.parametrize("forking", [True, False], ids=["forking", "simple"])
 def test_a_running_job_looks_to_rq_as_on_plain_rq(
     redis_url: str, redis: Redis, tmp_path: Path, forking: bool
@@ -77,6 +92,15 @@ def test_a_running_job_looks_to_rq_as_on_plain_rq(
         assert expected["job status"] == JobStatus.STARTED  # the comparison means something
         assert expected["worker state"] == "busy"
         assert running_view(redis, our_job, ours_name) == expected
+
+        for job in (plain_job, our_job):
+            wait_for(
+                lambda job=job: job.get_status(refresh=True) == JobStatus.FINISHED,
+                20,
+                f"job {job.id} to finish",
+            )
+        wait_for(lambda: idle_view(redis, plain_name) == idle_view(redis, ours_name), 5, "idle")
+        assert idle_view(redis, ours_name)["state"] == "idle"
     finally:
         stop(plain)
         stop(ours)
