@@ -117,6 +117,11 @@ def _text(value: object) -> str:
     # a float by repr.
     if isinstance(value, str):
         return str.__str__(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    if value is None or isinstance(value, bool):
+        # redis-py refuses these too: writing "None" or "True" would corrupt a field silently.
+        raise TypeError(f"WriteBatch: cannot write {value!r} to Redis")
     if isinstance(value, float):
         return repr(value)
     return str(value)

@@ -64,8 +64,9 @@ class FleetSimpleWorker(FleetWorkerMixin, SimpleWorker):
     def _fleet_send_start(
         self, batch: WriteBatch, job: Job, remove_from_intermediate_queue: bool
     ) -> None:
-        # rq's own calls, so rq decides what is written; a Lua script is atomic as rq's
-        # MULTI/EXEC is.
+        # rq's own calls, so rq decides what is written. No other client sees the writes half
+        # done, as with rq's MULTI/EXEC; a command that fails stops the script where MULTI/EXEC
+        # would go on with the rest (none of these fails on keys of the right type).
         pipeline = cast(Any, batch)
         self.set_current_job_id(job.id, pipeline=pipeline)
         self.set_current_job_working_time(0, pipeline=pipeline)

@@ -115,3 +115,9 @@ def test_a_batch_added_to_a_batch_keeps_its_writes_in_order(redis: Redis) -> Non
     assert redis.hget("fleetkit:test:order", "a") == "3"
     assert redis.hget("fleetkit:test:other", "b") == "2"
     assert 0 < redis.ttl("fleetkit:test:order") <= 60
+
+
+@pytest.mark.parametrize("value", [None, True])
+def test_values_redis_py_refuses_are_refused(value: object) -> None:
+    with pytest.raises(TypeError, match="cannot write"):
+        WriteBatch().hset("k", "field", value)
