@@ -24,6 +24,7 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.worker import WorkerStatus
@@ -101,7 +102,9 @@ class FleetWorkerMixin:
     # rq attributes this mixin uses (declared for type checkers):
     connection: Any
     name: str
+    execution: Execution | None
     horse_pid: int
+    _is_horse: bool
     _state: str
     _stop_requested: bool
 
@@ -350,22 +353,17 @@ class FleetWorkerMixin:
             return
         if pipeline is not None or timeout is not None:
             super().heartbeat(timeout, pipeline)  # type: ignore[misc]
-            return
-        if time.monotonic() - self._fleet_beat_at < _BEAT_REUSE_S:
-            return
-        with self.connection.pipeline(transaction=False) as pipe:
-            super().heartbeat(None, pipe)  # type: ignore[misc]
-            pipe.execute()
-        self._fleet_beat_at = time.monotonic()
+        elif not self._fleet_beat_is_fresh():
+            self._fleet_send_beat(idle=False)
 
-    def _fleet_idle_with_beat(self) -> None:
-        if (
-            self._state == WorkerStatus.IDLE
-            and time.monotonic() - self._fleet_beat_at < _BEAT_REUSE_S
-        ):
-            return
+    def _fleet_beat_is_fresh(self) -> bool:
+        return time.monotonic() - self._fleet_beat_at < _BEAT_REUSE_S
+
+    def _fleet_send_beat(self, *, idle: bool) -> None:
+        """A default-TTL heartbeat, with the idle state if `idle`, in one round trip."""
         with self.connection.pipeline(transaction=False) as pipe:
-            super().set_state(WorkerStatus.IDLE, pipeline=pipe)  # type: ignore[misc]
+            if idle:
+                super().set_state(WorkerStatus.IDLE, pipeline=pipe)  # type: ignore[misc]
             super().heartbeat(None, pipe)  # type: ignore[misc]
             pipe.execute()
         self._fleet_beat_at = time.monotonic()
@@ -375,7 +373,8 @@ class FleetWorkerMixin:
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is None and state == WorkerStatus.IDLE:
-            self._fleet_idle_with_beat()
+            if self._state != WorkerStatus.IDLE or not self._fleet_beat_is_fresh():
+                self._fleet_send_beat(idle=True)
             return
         super().set_state(state, pipeline=pipeline)  # type: ignore[misc]
         job = self._fleet_job
@@ -448,8 +447,7 @@ class FleetWorkerMixin:
                     job_class=FleetJob,
                 )
             return
-        horse = getattr(self, "_is_horse", False)
-        if not horse and job.get_status(refresh=True) == JobStatus.QUEUED:
+        if not self._is_horse and job.get_status(refresh=True) == JobStatus.QUEUED:
             # Our work horse died before the job started (killed, out of memory): the job never
             # ran, so it goes back; counted like a hard kill so a job that kills every horse
             # still ends in the failed registry.
@@ -494,4 +492,5 @@ class FleetWorkerMixin:
 
     def _fleet_execution_key(self) -> str | None:
         """rq's `<job id>:<execution id>` of the execution this worker registered, if any."""
-        return getattr(getattr(self, "execution", None), "composite_key", None)
+        execution = self.execution
+        return execution.composite_key if execution is not None else None
