@@ -151,9 +151,7 @@ class RqQueueDepthSource:
         depths = {q: (int(next(counts)), int(next(counts))) for q in queues}
         stats = _decoded(next(replies))
         instances = _decoded(next(replies))
-        busy_workers = [
-            name.decode() if isinstance(name, bytes) else name for name in next(replies)
-        ]
+        busy_workers = [_text(name) for name in next(replies)]
         held = next(replies) if hold_keys else []
         raw_holds = {
             pool: (key, value) for (pool, key), value in zip(hold_keys.items(), held, strict=True)
