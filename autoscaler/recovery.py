@@ -117,7 +117,8 @@ class Recovery:
         ttl = self.liveness.ttl_s
         if self._redis_lost_at is not None and now - self._redis_lost_at < ttl:
             return 0  # Redis was out a moment ago: heartbeats are stale until workers beat again
-        if not self.liveness.dead_workers():
+        dead = self.liveness.dead_workers()
+        if not dead:
             return 0
         uptime = self._server_uptime_s()
         if uptime is None or uptime < ttl:
@@ -127,7 +128,10 @@ class Recovery:
                 ttl,
             )
             return 0
-        return len(self.liveness.sweep(max_hard_kills=self.max_hard_kills, job_class=FleetJob))
+        recovered = self.liveness.sweep(
+            max_hard_kills=self.max_hard_kills, job_class=FleetJob, dead=dead
+        )
+        return len(recovered)
 
     def _server_uptime_s(self) -> float | None:
         info = self.connection.info("server")

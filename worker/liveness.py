@@ -124,10 +124,19 @@ class Liveness:
         self.forget(worker)
         return recovered
 
-    def sweep(self, *, max_hard_kills: int, job_class: type[Job] = Job) -> list[Recovered]:
-        """Requeue the in-flight job of every worker whose heartbeat expired."""
+    def sweep(
+        self,
+        *,
+        max_hard_kills: int,
+        job_class: type[Job] = Job,
+        dead: list[str] | None = None,
+    ) -> list[Recovered]:
+        """Requeue the in-flight job of every worker whose heartbeat expired.
+
+        `dead`: `dead_workers()` as the caller just read it (each one is claimed again anyway).
+        """
         recovered: list[Recovered] = []
-        for worker in self.dead_workers():
+        for worker in self.dead_workers() if dead is None else dead:
             # Whoever claims the heartbeat owns the recovery; everyone else moves on.
             if not self.claim(worker):
                 continue
