@@ -22,10 +22,17 @@ from typing import TYPE_CHECKING, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from autoscaler.backoff import full_jitter
-from autoscaler.errors import CapacityUnavailable
-from autoscaler.model import GroupState, Instance, Lifecycle, PoolGroups
-from infra.blueprints.common import ROLE_WORKER, TAG_CAPACITY, TAG_ENV, TAG_POOL, TAG_ROLE, Capacity
+from fleetkit.autoscaler.backoff import full_jitter
+from fleetkit.autoscaler.errors import CapacityUnavailable
+from fleetkit.autoscaler.model import GroupState, Instance, Lifecycle, PoolGroups
+from fleetkit.infra.blueprints.common import (
+    ROLE_WORKER,
+    TAG_CAPACITY,
+    TAG_ENV,
+    TAG_POOL,
+    TAG_ROLE,
+    Capacity,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling.client import AutoScalingClient

@@ -24,22 +24,22 @@ from redis.retry import Retry
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler import manual
-from autoscaler.asg import AsgCapacityProvider
-from autoscaler.cli_errors import OneLineErrors, errors, reports_errors
-from autoscaler.daemon import Autoscaler
-from autoscaler.errors import UsageError
-from autoscaler.holds import DEFAULT_HOLD_S, HoldStore, parse_duration
-from autoscaler.keys import hold_key, leader_key
-from autoscaler.leader import LeaderLock
-from autoscaler.manual import validate_scale
-from autoscaler.metrics import AutoscalerMetrics
-from autoscaler.policy import QueueDrainPolicy
-from autoscaler.rq_source import RqQueueDepthSource
-from autoscaler.status import fleet_status
-from infra.aws import AwsClients, resolve_redis_url
-from infra.environment import Environment, load_environment
-from worker.health_server import HealthServer
+from fleetkit.autoscaler import manual
+from fleetkit.autoscaler.asg import AsgCapacityProvider
+from fleetkit.autoscaler.cli_errors import OneLineErrors, errors, reports_errors
+from fleetkit.autoscaler.daemon import Autoscaler
+from fleetkit.autoscaler.errors import UsageError
+from fleetkit.autoscaler.holds import DEFAULT_HOLD_S, HoldStore, parse_duration
+from fleetkit.autoscaler.keys import hold_key, leader_key
+from fleetkit.autoscaler.leader import LeaderLock
+from fleetkit.autoscaler.manual import validate_scale
+from fleetkit.autoscaler.metrics import AutoscalerMetrics
+from fleetkit.autoscaler.policy import QueueDrainPolicy
+from fleetkit.autoscaler.rq_source import RqQueueDepthSource
+from fleetkit.autoscaler.status import fleet_status
+from fleetkit.infra.aws import AwsClients, resolve_redis_url
+from fleetkit.infra.environment import Environment, load_environment
+from fleetkit.worker.health_server import HealthServer
 
 __all__ = ["main"]
 

@@ -15,8 +15,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from autoscaler.errors import AutoscalerError, UsageError
-from infra.errors import InfraError
+from fleetkit.autoscaler.errors import AutoscalerError, UsageError
+from fleetkit.infra.errors import InfraError
 
 __all__ = ["OneLineErrors", "errors", "reports_errors"]
 

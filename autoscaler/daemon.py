@@ -17,16 +17,23 @@ from dataclasses import dataclass, field
 from redis import Redis
 from redis.exceptions import RedisError
 
-from autoscaler.errors import CapacityUnavailable, NotLeader, SourceUnavailable
-from autoscaler.keys import members_key, record_key
-from autoscaler.leader import LeaderLock
-from autoscaler.metrics import AutoscalerMetrics
-from autoscaler.model import Decision, Memory, PoolGroups, PoolLimits, PoolState, QueueReading
-from autoscaler.records import decision_dict, memory_from_record, record_json
-from autoscaler.recovery import Recovery
-from autoscaler.seams import CapacityProvider, QueueDepthSource, ScalingPolicy
-from infra.environment import Environment, PoolSettings
-from worker.settings import HEARTBEAT_TTL_S, MAX_HARD_KILLS
+from fleetkit.autoscaler.errors import CapacityUnavailable, NotLeader, SourceUnavailable
+from fleetkit.autoscaler.keys import members_key, record_key
+from fleetkit.autoscaler.leader import LeaderLock
+from fleetkit.autoscaler.metrics import AutoscalerMetrics
+from fleetkit.autoscaler.model import (
+    Decision,
+    Memory,
+    PoolGroups,
+    PoolLimits,
+    PoolState,
+    QueueReading,
+)
+from fleetkit.autoscaler.records import decision_dict, memory_from_record, record_json
+from fleetkit.autoscaler.recovery import Recovery
+from fleetkit.autoscaler.seams import CapacityProvider, QueueDepthSource, ScalingPolicy
+from fleetkit.infra.environment import Environment, PoolSettings
+from fleetkit.worker.settings import HEARTBEAT_TTL_S, MAX_HARD_KILLS
 
 __all__ = ["Autoscaler", "TickReport", "pool_limits"]
 

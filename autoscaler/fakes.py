@@ -13,8 +13,8 @@ import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from autoscaler.errors import CapacityUnavailable, SourceUnavailable
-from autoscaler.model import (
+from fleetkit.autoscaler.errors import CapacityUnavailable, SourceUnavailable
+from fleetkit.autoscaler.model import (
     Capacity,
     GroupState,
     Instance,

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from redis import Redis
 from redis.exceptions import RedisError
 
-from autoscaler.errors import SourceUnavailable, UsageError
-from autoscaler.keys import hold_key
-from autoscaler.model import Hold
+from fleetkit.autoscaler.errors import SourceUnavailable, UsageError
+from fleetkit.autoscaler.keys import hold_key
+from fleetkit.autoscaler.model import Hold
 
 __all__ = ["DEFAULT_HOLD_S", "MAX_HOLD_S", "HoldStore", "parse_duration", "parse_hold"]
 

@@ -18,7 +18,7 @@ import uuid
 from redis import Redis
 from redis.exceptions import RedisError
 
-from autoscaler.errors import NotLeader, SourceUnavailable
+from fleetkit.autoscaler.errors import NotLeader, SourceUnavailable
 
 __all__ = ["LeaderLock"]
 

@@ -12,12 +12,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from autoscaler.errors import CapacityUnavailable, UsageError
-from autoscaler.holds import HoldStore
-from autoscaler.model import Capacity, Hold, Lifecycle, PoolGroups
-from autoscaler.policy import cancel_unlaunched
-from autoscaler.seams import CapacityProvider
-from infra.environment import Environment, PoolSettings
+from fleetkit.autoscaler.errors import CapacityUnavailable, UsageError
+from fleetkit.autoscaler.holds import HoldStore
+from fleetkit.autoscaler.model import Capacity, Hold, Lifecycle, PoolGroups
+from fleetkit.autoscaler.policy import cancel_unlaunched
+from fleetkit.autoscaler.seams import CapacityProvider
+from fleetkit.infra.environment import Environment, PoolSettings
 
 __all__ = ["ScalePlan", "ScaleResult", "plan_scale", "release", "scale", "validate_scale"]
 

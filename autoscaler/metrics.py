@@ -7,8 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from autoscaler.model import Decision, PoolGroups, QueueLoad
-from worker.metrics import NAMESPACE
+from fleetkit.autoscaler.model import Decision, PoolGroups, QueueLoad
+from fleetkit.worker.metrics import NAMESPACE
 
 __all__ = ["AutoscalerMetrics"]
 

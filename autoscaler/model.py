@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
-from infra.tags import Capacity
+from fleetkit.infra.tags import Capacity
 
 __all__ = [
     "Action",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from autoscaler.model import (
+from fleetkit.autoscaler.model import (
     Action,
     Capacity,
     Decision,

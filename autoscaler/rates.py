@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from autoscaler.model import QueueLoad
+from fleetkit.autoscaler.model import QueueLoad
 
 __all__ = ["RateWindow", "Sample"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from autoscaler.model import Decision, GroupState, Memory, PoolGroups, QueueLoad
+from fleetkit.autoscaler.model import Decision, GroupState, Memory, PoolGroups, QueueLoad
 
 __all__ = ["decision_dict", "group_dict", "load_dict", "memory_from_record", "record_json"]
 

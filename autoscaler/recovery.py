@@ -22,10 +22,10 @@ from collections.abc import Mapping
 
 from redis import Redis
 
-from autoscaler.model import PoolGroups, QueueReading
-from autoscaler.seams import CapacityProvider
-from worker.fleet_worker import FleetJob
-from worker.liveness import Liveness
+from fleetkit.autoscaler.model import PoolGroups, QueueReading
+from fleetkit.autoscaler.seams import CapacityProvider
+from fleetkit.worker.fleet_worker import FleetJob
+from fleetkit.worker.liveness import Liveness
 
 __all__ = ["Recovery"]
 

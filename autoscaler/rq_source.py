@@ -23,11 +23,11 @@ from rq.queue import Queue
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
-from autoscaler.errors import SourceUnavailable
-from autoscaler.holds import parse_hold
-from autoscaler.model import Hold, QueueLoad, QueueReading
-from autoscaler.rates import RateWindow
-from worker.fleet_worker import QUEUE_STATS_KEY
+from fleetkit.autoscaler.errors import SourceUnavailable
+from fleetkit.autoscaler.holds import parse_hold
+from fleetkit.autoscaler.model import Hold, QueueLoad, QueueReading
+from fleetkit.autoscaler.rates import RateWindow
+from fleetkit.worker.fleet_worker import QUEUE_STATS_KEY
 
 __all__ = ["DEFAULT_RATE_WINDOW_S", "INFLIGHT_KEY", "INSTANCES_KEY", "RqQueueDepthSource"]
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
-from autoscaler.model import Decision, GroupState, Memory, PoolGroups, PoolState, QueueReading
+from fleetkit.autoscaler.model import (
+    Decision,
+    GroupState,
+    Memory,
+    PoolGroups,
+    PoolState,
+    QueueReading,
+)
 
 __all__ = ["CapacityProvider", "QueueDepthSource", "ScalingPolicy"]
 

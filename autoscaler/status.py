@@ -9,12 +9,12 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from autoscaler.errors import CapacityUnavailable, SourceUnavailable
-from autoscaler.keys import leader_key, record_key
-from autoscaler.model import QueueLoad
-from autoscaler.records import group_dict, load_dict
-from autoscaler.seams import CapacityProvider, QueueDepthSource
-from infra.environment import Environment
+from fleetkit.autoscaler.errors import CapacityUnavailable, SourceUnavailable
+from fleetkit.autoscaler.keys import leader_key, record_key
+from fleetkit.autoscaler.model import QueueLoad
+from fleetkit.autoscaler.records import group_dict, load_dict
+from fleetkit.autoscaler.seams import CapacityProvider, QueueDepthSource
+from fleetkit.infra.environment import Environment
 
 __all__ = ["fleet_status"]
 

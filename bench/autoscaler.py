@@ -25,18 +25,18 @@ from rq import Queue
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autoscaler.daemon import Autoscaler  # noqa: E402
-from autoscaler.fakes import InMemoryCapacityProvider  # noqa: E402
-from autoscaler.keys import hold_key, leader_key  # noqa: E402
-from autoscaler.leader import LeaderLock  # noqa: E402
-from autoscaler.metrics import AutoscalerMetrics  # noqa: E402
-from autoscaler.policy import QueueDrainPolicy  # noqa: E402
-from autoscaler.rq_source import RqQueueDepthSource  # noqa: E402
 from bench.jobs import noop  # noqa: E402
-from infra.environment import Environment  # noqa: E402
+from fleetkit.autoscaler.daemon import Autoscaler  # noqa: E402
+from fleetkit.autoscaler.fakes import InMemoryCapacityProvider  # noqa: E402
+from fleetkit.autoscaler.keys import hold_key, leader_key  # noqa: E402
+from fleetkit.autoscaler.leader import LeaderLock  # noqa: E402
+from fleetkit.autoscaler.metrics import AutoscalerMetrics  # noqa: E402
+from fleetkit.autoscaler.policy import QueueDrainPolicy  # noqa: E402
+from fleetkit.autoscaler.rq_source import RqQueueDepthSource  # noqa: E402
+from fleetkit.infra.environment import Environment  # noqa: E402
+from fleetkit.worker.fleet_worker import QUEUE_STATS_KEY  # noqa: E402
+from fleetkit.worker.liveness import Liveness  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
-from worker.fleet_worker import QUEUE_STATS_KEY  # noqa: E402
-from worker.liveness import Liveness  # noqa: E402
 
 POOLS = 20
 QUEUES_PER_POOL = 5

@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.jobs import DONE_KEY, mark, noop  # noqa: E402
+from fleetkit.worker.settings import WorkerSettings  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.worker.procs import kill_group  # noqa: E402
-from worker.settings import WorkerSettings  # noqa: E402
 
 RQ_CLASSES = {"forking": "rq.worker.Worker", "simple": "rq.worker.SimpleWorker"}
 
@@ -72,7 +72,7 @@ def worker_command(kind: str, mode: str, url: str, run_dir: Path, burst: bool) -
         log_level="WARNING",  # as plain rq above: per-job log lines cost both the same
     )
     name = f"bench.{kind}.{mode}.{time.monotonic_ns()}"
-    return [sys.executable, "-m", "worker.process", settings.model_dump_json(), name]
+    return [sys.executable, "-m", "fleetkit.worker.process", settings.model_dump_json(), name]
 
 
 LOGS: Path | None = None  # --logs DIR: each worker process's output, for post-mortems
@@ -179,7 +179,13 @@ def chaos(url: str, tmp: Path, jobs: int, processes: int) -> dict[str, int]:
             log_level="INFO" if LOGS is not None else "WARNING",
         )
         name = f"chaos.{index}.{time.monotonic_ns()}"
-        command = [sys.executable, "-m", "worker.process", settings.model_dump_json(), name]
+        command = [
+            sys.executable,
+            "-m",
+            "fleetkit.worker.process",
+            settings.model_dump_json(),
+            name,
+        ]
         workers.append((spawn(command), run_dir))
 
     for index in range(processes):

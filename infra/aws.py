@@ -21,8 +21,8 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from infra.environment import Environment
-from infra.errors import ConfigError, InfraError, StackError
+from fleetkit.infra.environment import Environment
+from fleetkit.infra.errors import ConfigError, InfraError, StackError
 
 __all__ = [
     "RETRY_CONFIG",

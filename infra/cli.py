@@ -13,15 +13,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from infra.aws import AwsClients
-from infra.blueprints import FleetBlueprint
-from infra.checks import verify_template
-from infra.deploy import DeployOutcome, OperationFailedError, deploy, destroy, diff
-from infra.environment import Environment, load_environment
-from infra.errors import InfraError
-from infra.stacks import ChangeSetPlan, StackEvent, StackState
-from infra.status import read_status
-from infra.views import event_line, plan_table, status_tables
+from fleetkit.infra.aws import AwsClients
+from fleetkit.infra.blueprints import FleetBlueprint
+from fleetkit.infra.checks import verify_template
+from fleetkit.infra.deploy import DeployOutcome, OperationFailedError, deploy, destroy, diff
+from fleetkit.infra.environment import Environment, load_environment
+from fleetkit.infra.errors import InfraError
+from fleetkit.infra.stacks import ChangeSetPlan, StackEvent, StackState
+from fleetkit.infra.status import read_status
+from fleetkit.infra.views import event_line, plan_table, status_tables
 
 
 def _width(stream: TextIO) -> int | None:

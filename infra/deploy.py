@@ -9,13 +9,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from infra.aws import AwsClients, Network, resolve_network
-from infra.blueprints import FleetBlueprint
-from infra.blueprints.common import SUBNETS_PARAMETER, TAG_ENV, VPC_PARAMETER, logical_name
-from infra.checks import verify_template
-from infra.environment import Environment
-from infra.errors import StackBusyError, StackError, StackProtectedError
-from infra.stacks import ChangeSetPlan, CloudFormationStacks, StackEvent, StackPhase, StackState
+from fleetkit.infra.aws import AwsClients, Network, resolve_network
+from fleetkit.infra.blueprints import FleetBlueprint
+from fleetkit.infra.blueprints.common import SUBNETS_PARAMETER, TAG_ENV, VPC_PARAMETER, logical_name
+from fleetkit.infra.checks import verify_template
+from fleetkit.infra.environment import Environment
+from fleetkit.infra.errors import StackBusyError, StackError, StackProtectedError
+from fleetkit.infra.stacks import (
+    ChangeSetPlan,
+    CloudFormationStacks,
+    StackEvent,
+    StackPhase,
+    StackState,
+)
 
 __all__ = [
     "DeployOutcome",

@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autoscaler.settings import AutoscalerSettings, ScalingSettings
-from infra.errors import ConfigError
+from fleetkit.autoscaler.settings import AutoscalerSettings, ScalingSettings
+from fleetkit.infra.errors import ConfigError
 
 __all__ = [
     "ENVIRONMENTS_DIR",

@@ -14,8 +14,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.aws import aws_errors, error_code
-from infra.errors import InfraError, StackBusyError, StackError
+from fleetkit.infra.aws import aws_errors, error_code
+from fleetkit.infra.errors import InfraError, StackBusyError, StackError
 
 __all__ = [
     "Change",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from infra.aws import AwsClients, aws_errors
-from infra.blueprints.common import TAG_CAPACITY, TAG_POOL, TAG_ROLE
-from infra.environment import Environment
-from infra.stacks import CloudFormationStacks
+from fleetkit.infra.aws import AwsClients, aws_errors
+from fleetkit.infra.blueprints.common import TAG_CAPACITY, TAG_POOL, TAG_ROLE
+from fleetkit.infra.environment import Environment
+from fleetkit.infra.stacks import CloudFormationStacks
 
 __all__ = ["FleetStatus", "GroupStatus", "read_status", "summarize_group"]
 

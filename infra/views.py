@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from infra.stacks import ChangeSetPlan, StackEvent
-from infra.status import FleetStatus
+from fleetkit.infra.stacks import ChangeSetPlan, StackEvent
+from fleetkit.infra.status import FleetStatus
 
 __all__ = ["event_line", "outputs_table", "plan_table", "status_tables"]
 

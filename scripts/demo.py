@@ -33,8 +33,8 @@ def free_port() -> int:
 
 def run(title: str, *args: str, env: dict[str, str]) -> None:
     print(f"\n$ {title}", flush=True)
-    program = {"infra": "from infra.cli import main; main()"}.get(
-        title.split()[0], "from autoscaler.cli import main; main()"
+    program = {"infra": "from fleetkit.infra.cli import main; main()"}.get(
+        title.split()[0], "from fleetkit.autoscaler.cli import main; main()"
     )
     result = subprocess.run([sys.executable, "-c", program, *args], env=env, check=False)
     if result.returncode != 0:

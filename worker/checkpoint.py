@@ -1,7 +1,7 @@
 """Checkpoints: a job saves its progress, and its next run (after a hand back or a hard kill)
 resumes from there instead of starting over.
 
-    from worker.checkpoint import checkpoint, last_checkpoint
+    from fleetkit.worker.checkpoint import checkpoint, last_checkpoint
 
     def import_rows(path):
         offset = (last_checkpoint() or {}).get("offset", 0)
@@ -17,7 +17,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from worker.errors import WorkerError
+from fleetkit.worker.errors import WorkerError
 
 __all__ = ["CHECKPOINT_META", "checkpoint", "last_checkpoint"]
 

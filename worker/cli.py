@@ -10,10 +10,10 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from infra.aws import AwsClients, resolve_redis_url
-from infra.environment import REDIS_URL_VARIABLE, load_environment
-from infra.errors import InfraError
-from worker.settings import WorkerSettings
+from fleetkit.infra.aws import AwsClients, resolve_redis_url
+from fleetkit.infra.environment import REDIS_URL_VARIABLE, load_environment
+from fleetkit.infra.errors import InfraError
+from fleetkit.worker.settings import WorkerSettings
 
 __all__ = ["main", "resolve_settings"]
 
@@ -110,7 +110,7 @@ def run(
     **flags: Any,
 ) -> None:
     """Run the worker processes until drained (SIGTERM) or the instance is reclaimed."""
-    from worker.runner import run_supervisor  # imports rq and boto3 only when running
+    from fleetkit.worker.runner import run_supervisor  # imports rq and boto3 only when running
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

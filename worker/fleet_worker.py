@@ -29,11 +29,11 @@ from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
-from worker.batch import WriteBatch
-from worker.handback import Outcome, hand_back, should_hand_back
-from worker.health import WorkerHealth
-from worker.liveness import Beacon, Liveness, Recovered
-from worker.metrics import WorkerMetrics
+from fleetkit.worker.batch import WriteBatch
+from fleetkit.worker.handback import Outcome, hand_back, should_hand_back
+from fleetkit.worker.health import WorkerHealth
+from fleetkit.worker.liveness import Beacon, Liveness, Recovered
+from fleetkit.worker.metrics import WorkerMetrics
 
 __all__ = [
     "NOTICE_FILE",

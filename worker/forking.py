@@ -33,8 +33,8 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import Worker
 
-from worker.errors import ShutDownImminent
-from worker.fleet_worker import FleetJob, FleetWorkerMixin
+from fleetkit.worker.errors import ShutDownImminent
+from fleetkit.worker.fleet_worker import FleetJob, FleetWorkerMixin
 
 __all__ = ["FleetWorker"]
 

@@ -18,8 +18,8 @@ from types import TracebackType
 
 import httpx
 
-from worker.errors import WorkerConfigError
-from worker.notices import (
+from fleetkit.worker.errors import WorkerConfigError
+from fleetkit.worker.notices import (
     MalformedNotice,
     TerminationNotice,
     most_urgent,

@@ -23,7 +23,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.job import Job
 
-from worker.handback import Outcome, hand_back
+from fleetkit.worker.handback import Outcome, hand_back
 
 __all__ = ["Beacon", "Liveness", "Recovered", "decode"]
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from worker.errors import WorkerError
+from fleetkit.worker.errors import WorkerError
 
 __all__ = [
     "FixedNoticeSource",

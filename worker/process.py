@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from redis import Redis
 from rq.queue import Queue
 
-from worker.fleet_worker import FleetJob
-from worker.forking import FleetWorker
-from worker.simple import FleetSimpleWorker
+from fleetkit.worker.fleet_worker import FleetJob
+from fleetkit.worker.forking import FleetWorker
+from fleetkit.worker.simple import FleetSimpleWorker
 
 if TYPE_CHECKING:
-    from worker.settings import WorkerSettings
+    from fleetkit.worker.settings import WorkerSettings
 
 __all__ = ["build_worker", "main"]
 

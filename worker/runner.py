@@ -10,15 +10,15 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from infra.aws import RETRY_CONFIG
-from worker.health import instance_digest
-from worker.health_server import HealthServer
-from worker.imds import ImdsTerminationNoticeSource
-from worker.lifecycle import complete_termination
-from worker.metrics import WorkerMetrics, render_prometheus
-from worker.notices import TerminationNotice
-from worker.settings import WorkerSettings
-from worker.supervisor import Supervisor
+from fleetkit.infra.aws import RETRY_CONFIG
+from fleetkit.worker.health import instance_digest
+from fleetkit.worker.health_server import HealthServer
+from fleetkit.worker.imds import ImdsTerminationNoticeSource
+from fleetkit.worker.lifecycle import complete_termination
+from fleetkit.worker.metrics import WorkerMetrics, render_prometheus
+from fleetkit.worker.notices import TerminationNotice
+from fleetkit.worker.settings import WorkerSettings
+from fleetkit.worker.supervisor import Supervisor
 
 __all__ = ["run_supervisor"]
 

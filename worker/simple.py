@@ -12,9 +12,9 @@ from rq.queue import Queue
 from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
-from worker.batch import WriteBatch
-from worker.errors import ShutDownImminent
-from worker.fleet_worker import FleetJob, FleetWorkerMixin
+from fleetkit.worker.batch import WriteBatch
+from fleetkit.worker.errors import ShutDownImminent
+from fleetkit.worker.fleet_worker import FleetJob, FleetWorkerMixin
 
 __all__ = ["FleetSimpleWorker"]
 

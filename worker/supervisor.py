@@ -24,10 +24,10 @@ from types import FrameType
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.fleet_worker import NOTICE_FILE, FleetJob
-from worker.liveness import Liveness
-from worker.notices import TerminationNotice, TerminationNoticeSource
-from worker.settings import WorkerSettings
+from fleetkit.worker.fleet_worker import NOTICE_FILE, FleetJob
+from fleetkit.worker.liveness import Liveness
+from fleetkit.worker.notices import TerminationNotice, TerminationNoticeSource
+from fleetkit.worker.settings import WorkerSettings
 
 __all__ = ["Supervisor", "WorkerProcess"]
 
@@ -78,7 +78,13 @@ class Supervisor:
     def _spawn(self, index: int) -> WorkerProcess:
         name = f"{self.settings.name_prefix}.{self.host}.{index}.{uuid.uuid4().hex[:6]}"
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker.process", self.settings.model_dump_json(), name],
+            [
+                sys.executable,
+                "-m",
+                "fleetkit.worker.process",
+                self.settings.model_dump_json(),
+                name,
+            ],
             start_new_session=False,
         )
         log.info("started worker %s (pid %d)", name, process.pid)

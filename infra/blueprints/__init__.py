@@ -1,5 +1,5 @@
 """Troposphere blueprints: one module per stack piece, composed by FleetBlueprint."""
 
-from infra.blueprints.stack import FleetBlueprint
+from fleetkit.infra.blueprints.stack import FleetBlueprint
 
 __all__ = ["FleetBlueprint"]

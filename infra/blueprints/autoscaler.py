@@ -6,17 +6,17 @@ from troposphere import GetAtt, Output, Ref, Template
 from troposphere.autoscaling import AutoScalingGroup, LaunchTemplateSpecification
 from troposphere.ec2 import LaunchTemplate
 
-from infra.blueprints.common import (
+from fleetkit.infra.blueprints.common import (
     ROLE_AUTOSCALER,
     SUBNETS_PARAMETER,
     Capacity,
     artifact_prefix,
     image_parameter,
 )
-from infra.blueprints.iam import add_autoscaler_role
-from infra.blueprints.pool import group_tags, imdsv2_template_data
-from infra.blueprints.userdata import pointer_user_data
-from infra.environment import Environment
+from fleetkit.infra.blueprints.iam import add_autoscaler_role
+from fleetkit.infra.blueprints.pool import group_tags, imdsv2_template_data
+from fleetkit.infra.blueprints.userdata import pointer_user_data
+from fleetkit.infra.environment import Environment
 
 __all__ = ["add_autoscaler_group"]
 

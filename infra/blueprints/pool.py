@@ -32,7 +32,7 @@ from troposphere.ec2 import (
 )
 from troposphere.ec2 import Tags as Ec2Tags
 
-from infra.blueprints.common import (
+from fleetkit.infra.blueprints.common import (
     LAUNCHING_HOOK,
     ROLE_WORKER,
     SUBNETS_PARAMETER,
@@ -46,9 +46,9 @@ from infra.blueprints.common import (
     image_parameter,
     logical_name,
 )
-from infra.blueprints.iam import InstanceIdentity, add_worker_role
-from infra.blueprints.userdata import pointer_user_data
-from infra.environment import Environment, LaunchMode, PoolSettings
+from fleetkit.infra.blueprints.iam import InstanceIdentity, add_worker_role
+from fleetkit.infra.blueprints.userdata import pointer_user_data
+from fleetkit.infra.environment import Environment, LaunchMode, PoolSettings
 
 __all__ = ["add_pool", "group_tags", "imdsv2_template_data"]
 

@@ -13,11 +13,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from autoscaler.asg import AsgCapacityProvider
-from autoscaler.errors import CapacityUnavailable
-from autoscaler.model import Capacity, Lifecycle
-from infra.blueprints.common import ROLE_AUTOSCALER, ROLE_WORKER
-from infra.blueprints.pool import group_tags
+from fleetkit.autoscaler.asg import AsgCapacityProvider
+from fleetkit.autoscaler.errors import CapacityUnavailable
+from fleetkit.autoscaler.model import Capacity, Lifecycle
+from fleetkit.infra.blueprints.common import ROLE_AUTOSCALER, ROLE_WORKER
+from fleetkit.infra.blueprints.pool import group_tags
 from tests.autoscaler.asg_stubs import ENV, NO_BOTOCORE_RETRIES, REGION, stubbed
 from tests.autoscaler.asg_stubs import no_sleep as _no_sleep
 

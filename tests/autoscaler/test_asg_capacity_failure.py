@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from autoscaler.asg import AsgCapacityProvider, capacity_failure, is_capacity_shortage
-from autoscaler.errors import CapacityUnavailable
-from autoscaler.model import Capacity, Lifecycle
-from infra.blueprints.common import ROLE_WORKER
-from infra.blueprints.pool import group_tags
+from fleetkit.autoscaler.asg import AsgCapacityProvider, capacity_failure, is_capacity_shortage
+from fleetkit.autoscaler.errors import CapacityUnavailable
+from fleetkit.autoscaler.model import Capacity, Lifecycle
+from fleetkit.infra.blueprints.common import ROLE_WORKER
+from fleetkit.infra.blueprints.pool import group_tags
 from tests.autoscaler.asg_stubs import ENV, NOW, stubbed
 from tests.autoscaler.asg_stubs import no_sleep as _no_sleep
 

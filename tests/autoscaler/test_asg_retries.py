@@ -10,10 +10,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from autoscaler.asg import AsgCapacityProvider
-from autoscaler.backoff import full_jitter
-from autoscaler.errors import CapacityUnavailable
-from autoscaler.model import Capacity, GroupState
+from fleetkit.autoscaler.asg import AsgCapacityProvider
+from fleetkit.autoscaler.backoff import full_jitter
+from fleetkit.autoscaler.errors import CapacityUnavailable
+from fleetkit.autoscaler.model import Capacity, GroupState
 from tests.autoscaler.asg_stubs import ENV, REGION, stubbed
 from tests.autoscaler.asg_stubs import no_sleep as _no_sleep
 from tests.redis_server import free_port

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from autoscaler.cli import main
+from fleetkit.autoscaler.cli import main
 
 USAGE_ERRORS = [
     # (id, arguments, what the line says)

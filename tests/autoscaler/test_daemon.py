@@ -16,17 +16,17 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from autoscaler.daemon import Autoscaler
-from autoscaler.fakes import FakeQueueDepthSource, InMemoryCapacityProvider
-from autoscaler.keys import hold_key, leader_key, record_key
-from autoscaler.leader import LeaderLock
-from autoscaler.metrics import AutoscalerMetrics
-from autoscaler.model import Action, GroupState, QueueLoad, QueueReading
-from autoscaler.policy import QueueDrainPolicy
-from autoscaler.rq_source import RqQueueDepthSource
-from infra.environment import Environment
+from fleetkit.autoscaler.daemon import Autoscaler
+from fleetkit.autoscaler.fakes import FakeQueueDepthSource, InMemoryCapacityProvider
+from fleetkit.autoscaler.keys import hold_key, leader_key, record_key
+from fleetkit.autoscaler.leader import LeaderLock
+from fleetkit.autoscaler.metrics import AutoscalerMetrics
+from fleetkit.autoscaler.model import Action, GroupState, QueueLoad, QueueReading
+from fleetkit.autoscaler.policy import QueueDrainPolicy
+from fleetkit.autoscaler.rq_source import RqQueueDepthSource
+from fleetkit.infra.environment import Environment
+from fleetkit.worker.liveness import Liveness
 from tests.worker import jobs
-from worker.liveness import Liveness
 
 
 def environment(**scaling: Any) -> Environment:

@@ -22,23 +22,23 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from autoscaler.asg import AsgCapacityProvider
-from autoscaler.daemon import Autoscaler
-from autoscaler.holds import HoldStore
-from autoscaler.keys import hold_key, leader_key
-from autoscaler.leader import LeaderLock
-from autoscaler.manual import scale
-from autoscaler.metrics import AutoscalerMetrics
-from autoscaler.policy import QueueDrainPolicy
-from autoscaler.rq_source import RqQueueDepthSource
-from infra.environment import ENVIRONMENTS_DIR, load_environment
+from fleetkit.autoscaler.asg import AsgCapacityProvider
+from fleetkit.autoscaler.daemon import Autoscaler
+from fleetkit.autoscaler.holds import HoldStore
+from fleetkit.autoscaler.keys import hold_key, leader_key
+from fleetkit.autoscaler.leader import LeaderLock
+from fleetkit.autoscaler.manual import scale
+from fleetkit.autoscaler.metrics import AutoscalerMetrics
+from fleetkit.autoscaler.policy import QueueDrainPolicy
+from fleetkit.autoscaler.rq_source import RqQueueDepthSource
+from fleetkit.infra.environment import ENVIRONMENTS_DIR, load_environment
+from fleetkit.worker.fleet_worker import QUEUE_STATS_KEY
+from fleetkit.worker.liveness import Liveness
+from fleetkit.worker.settings import HEARTBEAT_TTL_S
 from tests.redis_server import RedisServer, free_port
 from tests.worker import jobs
 from tests.worker.procs import wait_for
 from tests.worker.test_handback import running_job
-from worker.fleet_worker import QUEUE_STATS_KEY
-from worker.liveness import Liveness
-from worker.settings import HEARTBEAT_TTL_S
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,7 @@ def autoscaler(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FLEETKIT_REDIS_URL": redis_url, "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.run(
-        [sys.executable, "-c", "from autoscaler.cli import main; main()", *args],
+        [sys.executable, "-c", "from fleetkit.autoscaler.cli import main; main()", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -69,7 +69,7 @@ def env_file(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Path
     path = tmp_path_factory.mktemp("env") / "local.toml"
     path.write_text(text)
     deployed = subprocess.run(
-        [sys.executable, "-m", "infra", "deploy", "--env", str(path), "--yes"],
+        [sys.executable, "-m", "fleetkit.infra", "deploy", "--env", str(path), "--yes"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -244,7 +244,7 @@ def test_two_daemons_one_acts_and_sigterm_stops_both(fleet: Path, redis_url: str
     args = ["run", "--env", str(fleet), "--interval", "0.5", "--metrics-port", "0"]
     daemons = [
         subprocess.Popen(
-            [sys.executable, "-c", "from autoscaler.cli import main; main()", *args],
+            [sys.executable, "-c", "from fleetkit.autoscaler.cli import main; main()", *args],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -358,7 +358,7 @@ def test_health_and_metrics_report_a_redis_outage(fleet: Path, tmp_path: Path) -
     before = spot_ids()
     assert len(before) == 3
     port = free_port()
-    command = ["-c", "from autoscaler.cli import main; main()", "run", "--env", str(fleet)]
+    command = ["-c", "from fleetkit.autoscaler.cli import main; main()", "run", "--env", str(fleet)]
     daemon = subprocess.Popen(
         [sys.executable, *command, "--interval", "0.5", "--metrics-port", str(port)],
         env={**os.environ, "FLEETKIT_REDIS_URL": server.url},

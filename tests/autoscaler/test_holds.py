@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 
-from autoscaler.errors import UsageError
-from autoscaler.holds import HoldStore, parse_duration
-from autoscaler.keys import hold_key
+from fleetkit.autoscaler.errors import UsageError
+from fleetkit.autoscaler.holds import HoldStore, parse_duration
+from fleetkit.autoscaler.keys import hold_key
 
 DURATIONS = [
     ("zero", "0", 0.0),

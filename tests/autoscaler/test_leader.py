@@ -7,8 +7,8 @@ import time
 import pytest
 from redis import Redis
 
-from autoscaler.errors import NotLeader, SourceUnavailable
-from autoscaler.leader import LeaderLock
+from fleetkit.autoscaler.errors import NotLeader, SourceUnavailable
+from fleetkit.autoscaler.leader import LeaderLock
 from tests.redis_server import free_port
 
 KEY = "fleetkit:test:autoscaler:leader"

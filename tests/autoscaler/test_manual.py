@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 
-from autoscaler.errors import CapacityUnavailable, UsageError
-from autoscaler.fakes import InMemoryCapacityProvider
-from autoscaler.holds import HoldStore
-from autoscaler.manual import plan_scale, release, scale
-from autoscaler.model import Capacity, Hold
+from fleetkit.autoscaler.errors import CapacityUnavailable, UsageError
+from fleetkit.autoscaler.fakes import InMemoryCapacityProvider
+from fleetkit.autoscaler.holds import HoldStore
+from fleetkit.autoscaler.manual import plan_scale, release, scale
+from fleetkit.autoscaler.model import Capacity, Hold
 from tests.autoscaler.test_daemon import environment
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from autoscaler.model import (
+from fleetkit.autoscaler.model import (
     Action,
     Capacity,
     Decision,
@@ -20,7 +20,7 @@ from autoscaler.model import (
     PoolState,
     QueueLoad,
 )
-from autoscaler.policy import QueueDrainPolicy, instances_needed, processes_needed
+from fleetkit.autoscaler.policy import QueueDrainPolicy, instances_needed, processes_needed
 
 NOW = 10_000.0
 WINDOW = 300.0

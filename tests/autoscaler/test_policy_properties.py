@@ -9,8 +9,8 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.fakes import InMemoryCapacityProvider
-from autoscaler.model import (
+from fleetkit.autoscaler.fakes import InMemoryCapacityProvider
+from fleetkit.autoscaler.model import (
     Capacity,
     GroupState,
     Hold,
@@ -21,7 +21,7 @@ from autoscaler.model import (
     PoolState,
     QueueLoad,
 )
-from autoscaler.policy import QueueDrainPolicy
+from fleetkit.autoscaler.policy import QueueDrainPolicy
 from tests.autoscaler.test_policy import LIMITS, NOW, WATCHED, decide, group, state
 
 

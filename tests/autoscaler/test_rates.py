@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoscaler.model import QueueLoad
-from autoscaler.rates import RateWindow
+from fleetkit.autoscaler.model import QueueLoad
+from fleetkit.autoscaler.rates import RateWindow
 
 WINDOW = 60.0
 

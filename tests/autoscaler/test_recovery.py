@@ -12,14 +12,14 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from autoscaler.fakes import FakeQueueDepthSource, InMemoryCapacityProvider
-from autoscaler.keys import members_key
+from fleetkit.autoscaler.fakes import FakeQueueDepthSource, InMemoryCapacityProvider
+from fleetkit.autoscaler.keys import members_key
+from fleetkit.worker.liveness import Liveness
 from tests.autoscaler.test_daemon import Clock, daemon, provider, reading
 from tests.redis_server import RedisServer
 from tests.worker import jobs
 from tests.worker.procs import wait_for
 from tests.worker.test_handback import running_job
-from worker.liveness import Liveness
 
 # Short, so that a Redis server is soon "up for a TTL"; the workers' beats use the same.
 TTL = 2.0

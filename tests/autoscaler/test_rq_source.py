@@ -13,14 +13,14 @@ from redis.retry import Retry
 from rq import Queue, Worker
 from rq.job import Job
 
-from autoscaler.errors import SourceUnavailable
-from autoscaler.model import Hold, QueueLoad
-from autoscaler.rq_source import RqQueueDepthSource
+from fleetkit.autoscaler.errors import SourceUnavailable
+from fleetkit.autoscaler.model import Hold, QueueLoad
+from fleetkit.autoscaler.rq_source import RqQueueDepthSource
+from fleetkit.worker.fleet_worker import QUEUE_STATS_KEY
+from fleetkit.worker.liveness import Liveness
 from tests.autoscaler.test_rates import assert_load
 from tests.redis_server import free_port
 from tests.worker import jobs
-from worker.fleet_worker import QUEUE_STATS_KEY
-from worker.liveness import Liveness
 
 TTL = 10.0
 
@@ -193,7 +193,7 @@ def test_holds_parsed_and_bad_ones_ignored_with_a_warning(
         redis.set("fleetkit:hold:cpu", raw)
     source = RqQueueDepthSource(redis, hold_key=lambda pool: f"fleetkit:hold:{pool}")
 
-    with caplog.at_level(logging.WARNING, logger="autoscaler.rq_source"):
+    with caplog.at_level(logging.WARNING, logger="fleetkit.autoscaler.rq_source"):
         reading = source.read({"cpu": ["a"], "gpu": ["b"]})
 
     assert reading.holds == ({} if expected is None else {"cpu": expected})

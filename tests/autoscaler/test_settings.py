@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.environment import load_environment
-from infra.errors import ConfigError
+from fleetkit.infra.environment import load_environment
+from fleetkit.infra.errors import ConfigError
 
 VALID = """
 region = "eu-west-1"

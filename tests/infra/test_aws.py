@@ -7,9 +7,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from infra.aws import AwsClients, resolve_network, resolve_redis_url
-from infra.environment import Environment, load_environment
-from infra.errors import ConfigError
+from fleetkit.infra.aws import AwsClients, resolve_network, resolve_redis_url
+from fleetkit.infra.environment import Environment, load_environment
+from fleetkit.infra.errors import ConfigError
 
 REGION = "us-east-1"
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from infra.blueprints import FleetBlueprint
-from infra.environment import Environment
+from fleetkit.infra.blueprints import FleetBlueprint
+from fleetkit.infra.environment import Environment
 from tests.infra.helpers import environment, legacy, rendered, resources_of
 
 ASG = "AWS::AutoScaling::AutoScalingGroup"
@@ -282,7 +282,7 @@ def test_several_pools_get_their_own_resources() -> None:
 
 def render_in_subprocess(fmt: str, seed: str) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "infra", "render", "--env", "staging", "--format", fmt],
+        [sys.executable, "-m", "fleetkit.infra", "render", "--env", "staging", "--format", fmt],
         capture_output=True,
         text=True,
         check=True,

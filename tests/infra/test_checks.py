@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from infra.blueprints import FleetBlueprint
-from infra.checks import check_template, lint_template, verify_template
-from infra.environment import Environment
-from infra.errors import LintError, TemplateError
+from fleetkit.infra.blueprints import FleetBlueprint
+from fleetkit.infra.checks import check_template, lint_template, verify_template
+from fleetkit.infra.environment import Environment
+from fleetkit.infra.errors import LintError, TemplateError
 from tests.infra.helpers import environment, legacy, rendered
 
 Mutation = Callable[[dict[str, Any]], None]

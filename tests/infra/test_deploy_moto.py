@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 import pytest
 
-from infra.environment import ENVIRONMENTS_DIR
+from fleetkit.infra.environment import ENVIRONMENTS_DIR
 
 pytestmark = pytest.mark.e2e
 
-INFRA = [sys.executable, "-m", "infra"]
+INFRA = [sys.executable, "-m", "fleetkit.infra"]
 
 
 def infra(

@@ -19,22 +19,22 @@ from botocore.stub import ANY, Stubber
 from click.testing import CliRunner
 from rich.console import Console
 
-import infra.cli
-import infra.deploy
-from infra.aws import AwsClients, Network
-from infra.blueprints import FleetBlueprint
-from infra.blueprints.common import TAG_ENV
-from infra.cli import main
-from infra.deploy import (
+import fleetkit.infra.cli
+import fleetkit.infra.deploy
+from fleetkit.infra.aws import AwsClients, Network
+from fleetkit.infra.blueprints import FleetBlueprint
+from fleetkit.infra.blueprints.common import TAG_ENV
+from fleetkit.infra.cli import main
+from fleetkit.infra.deploy import (
     DeployOutcome,
     OperationFailedError,
     deploy,
     destroy,
     stack_parameters,
 )
-from infra.environment import Environment, load_environment
-from infra.errors import StackBusyError, StackError, StackProtectedError
-from infra.stacks import ChangeSetPlan, CloudFormationStacks, StackEvent, StackState
+from fleetkit.infra.environment import Environment, load_environment
+from fleetkit.infra.errors import StackBusyError, StackError, StackProtectedError
+from fleetkit.infra.stacks import ChangeSetPlan, CloudFormationStacks, StackEvent, StackState
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -236,7 +236,7 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     cf.meta.events.register("provide-client-params.cloudformation", found.record)
     # The real adapter, without the 3 s pause between polls.
     monkeypatch.setattr(
-        infra.deploy,
+        fleetkit.infra.deploy,
         "_stacks",
         lambda c: CloudFormationStacks(
             c.client("cloudformation"), poll_seconds=0, sleep=lambda s: None
@@ -250,8 +250,10 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
 def cli(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """Run `infra …` in-process on the stubbed clients, with consoles wide enough not to wrap."""
     monkeypatch.setattr(AwsClients, "for_environment", classmethod(lambda cls, env: cloud.clients))
-    monkeypatch.setattr(infra.cli, "console", Console(width=200, highlight=False))
-    monkeypatch.setattr(infra.cli, "errors", Console(stderr=True, width=200, highlight=False))
+    monkeypatch.setattr(fleetkit.infra.cli, "console", Console(width=200, highlight=False))
+    monkeypatch.setattr(
+        fleetkit.infra.cli, "errors", Console(stderr=True, width=200, highlight=False)
+    )
 
     def run(*args: str) -> Any:
         return CliRunner().invoke(main, list(args))

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from infra.cli import main
-from infra.environment import Environment, LaunchMode, load_environment
-from infra.errors import ConfigError
+from fleetkit.infra.cli import main
+from fleetkit.infra.environment import Environment, LaunchMode, load_environment
+from fleetkit.infra.errors import ConfigError
 
 VALID = """
 region = "eu-west-1"

@@ -16,8 +16,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from infra.errors import StackBusyError, StackError
-from infra.stacks import (
+from fleetkit.infra.errors import StackBusyError, StackError
+from fleetkit.infra.stacks import (
     Change,
     ChangeSetPlan,
     CloudFormationStacks,

@@ -7,7 +7,7 @@ import time
 
 from rq import get_current_job
 
-from worker.checkpoint import checkpoint, last_checkpoint
+from fleetkit.worker.checkpoint import checkpoint, last_checkpoint
 
 
 def _count_run() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from worker.settings import WorkerSettings
+from fleetkit.worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def start_worker(
 ) -> tuple[str, subprocess.Popen[bytes]]:
     name = name or f"test.{uuid.uuid4().hex[:8]}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.process", config.model_dump_json(), name],
+        [sys.executable, "-m", "fleetkit.worker.process", config.model_dump_json(), name],
         cwd=ROOT,
         start_new_session=True,  # its own process group: kill the horse along with it
         stdout=subprocess.DEVNULL,

@@ -10,9 +10,9 @@ from redis import Redis
 from rq.job import JobStatus
 from rq.worker import WorkerStatus
 
-from worker.batch import WriteBatch
-from worker.health import WorkerHealth
-from worker.metrics import WorkerMetrics
+from fleetkit.worker.batch import WriteBatch
+from fleetkit.worker.health import WorkerHealth
+from fleetkit.worker.metrics import WorkerMetrics
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
+from fleetkit.worker.handback import HANDBACK_META
 from tests.worker import jobs
 from tests.worker.procs import kill_group, settings, start_worker, stop, wait_for
-from worker.handback import HANDBACK_META
 
 pytestmark = pytest.mark.e2e
 

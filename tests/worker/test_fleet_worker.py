@@ -14,10 +14,10 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
+from fleetkit.worker.fleet_worker import QUEUE_STATS_KEY
+from fleetkit.worker.handback import HANDBACK_META, HARD_KILLS_META
 from tests.worker import jobs
 from tests.worker.procs import kill_group, runs, settings, start_worker, stop, wait_for
-from worker.fleet_worker import QUEUE_STATS_KEY
-from worker.handback import HANDBACK_META, HARD_KILLS_META
 
 pytestmark = pytest.mark.e2e
 MODES = pytest.mark.parametrize("forking", [True, False], ids=["forking", "simple"])

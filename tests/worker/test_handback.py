@@ -10,9 +10,15 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
+from fleetkit.worker.fleet_worker import FleetJob
+from fleetkit.worker.handback import (
+    HANDBACK_META,
+    HARD_KILLS_META,
+    Outcome,
+    hand_back,
+    should_hand_back,
+)
 from tests.worker import jobs
-from worker.fleet_worker import FleetJob
-from worker.handback import HANDBACK_META, HARD_KILLS_META, Outcome, hand_back, should_hand_back
 
 NOW = 1_000.0
 CASES = [

@@ -7,8 +7,8 @@ import itertools
 import pytest
 from redis import Redis
 
-from worker import health as health_module
-from worker.health import HealthPolicy, WorkerHealth, instance_digest, judge
+from fleetkit.worker import health as health_module
+from fleetkit.worker.health import HealthPolicy, WorkerHealth, instance_digest, judge
 
 POLICY = HealthPolicy(
     window_s=60, max_error_rate=0.5, min_jobs_for_rate=10, max_consecutive_failures=5

@@ -14,9 +14,9 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.health import HealthPolicy, WorkerHealth, instance_digest
-from worker.health_server import METRICS_CONTENT_TYPE, HealthServer
-from worker.metrics import WorkerMetrics, render_prometheus
+from fleetkit.worker.health import HealthPolicy, WorkerHealth, instance_digest
+from fleetkit.worker.health_server import METRICS_CONTENT_TYPE, HealthServer
+from fleetkit.worker.metrics import WorkerMetrics, render_prometheus
 
 WORKERS = ["i-0abc.1", "i-0abc.2"]
 POLICY = HealthPolicy(max_consecutive_failures=3)

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from worker.errors import WorkerConfigError
-from worker.imds import (
+from fleetkit.worker.errors import WorkerConfigError
+from fleetkit.worker.imds import (
     DEFAULT_ENDPOINT,
     ENDPOINT_ENV,
     LIFECYCLE_PATH,
@@ -23,8 +23,8 @@ from worker.imds import (
     SPOT_PATH,
     ImdsTerminationNoticeSource,
 )
-from worker.imds_server import LocalImdsServer
-from worker.notices import NoticeKind, TerminationNoticeSource
+from fleetkit.worker.imds_server import LocalImdsServer
+from fleetkit.worker.notices import NoticeKind, TerminationNoticeSource
 
 REPO = Path(__file__).resolve().parents[2]
 AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -66,11 +66,11 @@ def source(imds: LocalImdsServer, make_source: MakeSource) -> ImdsTerminationNot
 
 @pytest.fixture
 def warnings_of(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
-    caplog.set_level(logging.DEBUG, logger="worker.imds")
+    caplog.set_level(logging.DEBUG, logger="fleetkit.worker.imds")
     return lambda: [
         r.getMessage()
         for r in caplog.records
-        if r.name == "worker.imds" and r.levelno >= logging.WARNING
+        if r.name == "fleetkit.worker.imds" and r.levelno >= logging.WARNING
     ]
 
 
@@ -257,7 +257,7 @@ def test_faults_are_logged_once_and_the_source_recovers(
 def test_unreachable_endpoint_disables_the_source(
     make_source: MakeSource, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="worker.imds")
+    caplog.set_level(logging.INFO, logger="fleetkit.worker.imds")
     port = free_port()  # closed again: connection refused
     source = make_source(f"http://127.0.0.1:{port}")
     assert source.enabled  # until probed
@@ -268,7 +268,9 @@ def test_unreachable_endpoint_disables_the_source(
     assert source.instance_id() is None
     assert source.region() is None
     assert time.monotonic() - started < 0.1
-    records = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "worker.imds"]
+    records = [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "fleetkit.worker.imds"
+    ]
     assert records == [
         (
             logging.INFO,
@@ -438,7 +440,15 @@ def test_control_api(imds: LocalImdsServer, source: ImdsTerminationNoticeSource)
 def test_server_cli_runs_until_terminated(make_source: MakeSource) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.imds_server", "--port", str(port), "--instance-id", "i-1"],
+        [
+            sys.executable,
+            "-m",
+            "fleetkit.worker.imds_server",
+            "--port",
+            str(port),
+            "--instance-id",
+            "i-1",
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

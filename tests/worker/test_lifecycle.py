@@ -6,7 +6,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from worker.lifecycle import complete_termination
+from fleetkit.worker.lifecycle import complete_termination
 
 INSTANCE = "i-0123456789abcdef0"
 

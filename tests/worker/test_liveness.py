@@ -8,10 +8,10 @@ import time
 from redis import Redis
 from rq.job import Job, JobStatus
 
+from fleetkit.worker.fleet_worker import FleetJob
+from fleetkit.worker.handback import Outcome
+from fleetkit.worker.liveness import Beacon, Liveness
 from tests.worker.test_handback import running_job
-from worker.fleet_worker import FleetJob
-from worker.handback import Outcome
-from worker.liveness import Beacon, Liveness
 
 TTL = 1.0
 

@@ -9,7 +9,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from redis import Redis
 
-from worker.metrics import DURATION_BUCKETS, PICKUP_BUCKETS, WorkerMetrics, render_prometheus
+from fleetkit.worker.metrics import (
+    DURATION_BUCKETS,
+    PICKUP_BUCKETS,
+    WorkerMetrics,
+    render_prometheus,
+)
 
 A, B = "i-0abc.1", "i-0abc.2"
 

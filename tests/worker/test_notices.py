@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.notices import (
+from fleetkit.worker.notices import (
     FixedNoticeSource,
     MalformedNotice,
     NoticeKind,

@@ -19,17 +19,17 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
+from fleetkit.worker.imds_server import LocalImdsServer
 from tests.redis_server import RedisServer, free_port
 from tests.worker import jobs
 from tests.worker.procs import ROOT, descendants, kill_group, runs, wait_for
-from worker.imds_server import LocalImdsServer
 
 pytestmark = pytest.mark.e2e
 
 
 def fleet_worker(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from worker.cli import main; main()", "run", *args],
+        [sys.executable, "-c", "from fleetkit.worker.cli import main; main()", "run", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
