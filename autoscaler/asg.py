@@ -1,6 +1,6 @@
 """`CapacityProvider` over EC2 Auto Scaling: one environment's spot and on-demand worker groups.
 
-Groups are found by their tags (`infra.blueprints.pool.group_tags`), never by name: a stack
+Groups are found by their tags (`fleetkit.core.tags`), never by name: a stack
 update may recreate a group under a new physical name.
 
 Retries are this module's alone. The CLI builds the provider's clients with botocore's retries
@@ -24,8 +24,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from fleetkit.autoscaler.backoff import full_jitter
 from fleetkit.autoscaler.errors import CapacityUnavailable
-from fleetkit.autoscaler.model import GroupState, Instance, Lifecycle, PoolGroups
-from fleetkit.infra.blueprints.common import (
+from fleetkit.autoscaler.model import GroupState, Instance, PoolGroups
+from fleetkit.core.lifecycle import lifecycle_of
+from fleetkit.core.tags import (
     ROLE_WORKER,
     TAG_CAPACITY,
     TAG_ENV,
@@ -368,7 +369,7 @@ def _state(group: AutoScalingGroupTypeDef, capacity: Capacity, failure: str | No
         instances=tuple(
             Instance(
                 id=i["InstanceId"],
-                lifecycle=Lifecycle.from_asg(i["LifecycleState"]),
+                lifecycle=lifecycle_of(i["LifecycleState"]),
                 instance_type=i.get("InstanceType", ""),
             )
             for i in sorted(group.get("Instances", []), key=lambda i: i["InstanceId"])

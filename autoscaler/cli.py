@@ -23,23 +23,23 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fleetkit.autoscaler import manual
 from fleetkit.autoscaler.asg import AsgCapacityProvider
-from fleetkit.autoscaler.cli_errors import OneLineErrors, errors, reports_errors
 from fleetkit.autoscaler.daemon import Autoscaler
-from fleetkit.autoscaler.errors import UsageError
 from fleetkit.autoscaler.holds import DEFAULT_HOLD_S, HoldStore, parse_duration
-from fleetkit.autoscaler.keys import hold_key, leader_key
 from fleetkit.autoscaler.leader import LeaderLock
 from fleetkit.autoscaler.manual import validate_scale
 from fleetkit.autoscaler.metrics import AutoscalerMetrics
 from fleetkit.autoscaler.policy import QueueDrainPolicy
 from fleetkit.autoscaler.rq_source import RqQueueDepthSource
 from fleetkit.autoscaler.status import fleet_status
-from fleetkit.infra.aws import AwsClients, resolve_redis_url
-from fleetkit.infra.environment import Environment, load_environment
-from fleetkit.worker.health_server import HealthServer
+from fleetkit.core.aws import AwsClients, resolve_redis_url
+from fleetkit.core.cli import OneLineErrors, configure_logging, stderr
+from fleetkit.core.environment import Environment, load_environment
+from fleetkit.core.errors import UsageError
+from fleetkit.core.health_server import HealthServer
 
 __all__ = ["main"]
 
@@ -75,7 +75,7 @@ class _Edges:
         return RqQueueDepthSource(
             self.redis,
             rate_window_s={name: pool.scaling.rate_window_s for name, pool in env.pools.items()},
-            hold_key=lambda pool: hold_key(env.name, pool),
+            env=env.name,
         )
 
     def provider(self) -> AsgCapacityProvider:
@@ -90,15 +90,7 @@ class _Edges:
         )
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-@click.group(cls=OneLineErrors)
+@click.group(cls=OneLineErrors, name="autoscaler")
 @click.version_option(package_name="fleetkit")
 def main() -> None:
     """fleetkit autoscaler: sizes each pool's spot and on-demand groups from its queues."""
@@ -110,19 +102,16 @@ def main() -> None:
 @click.option("--dry-run", is_flag=True, help="Decide and log, change nothing.")
 @click.option("--interval", type=click.FloatRange(min=0.1), help="Seconds between ticks.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="/healthz and /metrics port.")
-@reports_errors
 def run(
     env_ref: str, once: bool, dry_run: bool, interval: float | None, metrics_port: int | None
 ) -> None:
     """Tick every INTERVAL: read queues and groups, decide, apply."""
-    _configure_logging()
+    configure_logging()
     edges = _Edges(env_ref)
     settings = edges.env.autoscaler
     interval_s = interval or settings.interval_s
     metrics = AutoscalerMetrics(interval_s)
-    lock = LeaderLock(
-        edges.redis, leader_key(edges.env.name), ttl_s=max(settings.leader_ttl_s, 3 * interval_s)
-    )
+    lock = LeaderLock(edges.redis, edges.env.name, ttl_s=max(settings.leader_ttl_s, 3 * interval_s))
     daemon = Autoscaler(
         edges.env,
         connection=edges.redis,
@@ -144,7 +133,7 @@ def run(
     port = settings.metrics_port if metrics_port is None else metrics_port
     server = None
     if not once and port is not None:
-        server = HealthServer(settings.metrics_host, port, metrics.health, metrics.render)
+        server = HealthServer(settings.metrics_host, port, metrics.health, metrics.registry)
         server.start()
         log.info("health and metrics on port %d", server.port)
     log.info(
@@ -187,7 +176,6 @@ def _parse_count(text: str) -> int:
     help="Keep at least N this long (0: no hold).",
 )
 @json_option
-@reports_errors
 def scale(pool: str, count: str, env_ref: str, hold_text: str, as_json: bool) -> None:
     """Set POOL to N instances now (spot first), held at N or more for --hold."""
     n = _parse_count(count)
@@ -250,7 +238,6 @@ def scale_pool(
 @click.argument("pool")
 @env_option
 @json_option
-@reports_errors
 def release_command(pool: str, env_ref: str, as_json: bool) -> None:
     """End POOL's hold: the daemon sizes it from the queue again."""
     env = load_environment(env_ref)
@@ -267,7 +254,6 @@ def release_command(pool: str, env_ref: str, as_json: bool) -> None:
 @main.command()
 @env_option
 @json_option
-@reports_errors
 def status(env_ref: str, as_json: bool) -> None:
     """Per pool: queue figures, needed vs desired, groups, hold, last decision."""
     edges = _Edges(env_ref)
@@ -328,7 +314,7 @@ def _render_status(digest: dict[str, Any]) -> None:
         else:
             console.print("  last decision: none yet (is `autoscaler run` running?)")
     for error in digest["errors"]:
-        errors.print(f"[yellow]warning:[/] {error}", soft_wrap=True)
+        stderr.print(Text.assemble(("warning:", "yellow"), " ", error))
 
 
 def _per_s(rate: float | None) -> str:

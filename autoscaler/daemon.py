@@ -18,7 +18,6 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from fleetkit.autoscaler.errors import CapacityUnavailable, NotLeader, SourceUnavailable
-from fleetkit.autoscaler.keys import members_key, record_key
 from fleetkit.autoscaler.leader import LeaderLock
 from fleetkit.autoscaler.metrics import AutoscalerMetrics
 from fleetkit.autoscaler.model import (
@@ -32,8 +31,11 @@ from fleetkit.autoscaler.model import (
 from fleetkit.autoscaler.records import decision_dict, memory_from_record, record_json
 from fleetkit.autoscaler.recovery import Recovery
 from fleetkit.autoscaler.seams import CapacityProvider, QueueDepthSource, ScalingPolicy
-from fleetkit.infra.environment import Environment, PoolSettings
-from fleetkit.worker.settings import HEARTBEAT_TTL_S, MAX_HARD_KILLS
+from fleetkit.core.environment import Environment
+from fleetkit.core.handback import MAX_HARD_KILLS
+from fleetkit.core.liveness import HEARTBEAT_TTL_S
+from fleetkit.core.schema import KEYS
+from fleetkit.core.settings import PoolSettings
 
 __all__ = ["Autoscaler", "TickReport", "pool_limits"]
 
@@ -151,7 +153,7 @@ class Autoscaler:
         if self._memory_loaded:  # never overwrite what a previous leader stored unread
             members = self.recovery.members_json(now)
             if members is not None:
-                records[members_key(self.env.name)] = members
+                records[KEYS.members(self.env.name)] = members
         for name, pool in self.env.pools.items():
             state = PoolState(
                 pool=name,
@@ -169,7 +171,7 @@ class Autoscaler:
             report.applied[name] = applied
             self._log(decision, applied, error)
             self.metrics.observe_pool(decision, state.load, state.groups)
-            records[record_key(self.env.name, name)] = record_json(
+            records[KEYS.decision(self.env.name, name)] = record_json(
                 decision, at=now, load=state.load, groups=state.groups, applied=applied, error=error
             )
         if not self.dry_run:
@@ -282,7 +284,7 @@ class Autoscaler:
         as long as that leader ticked recently (an old record proves nothing about now), and
         knows the instances it saw in the groups (one MGET for both)."""
         names = list(self.env.pools)
-        keys = [record_key(self.env.name, n) for n in names] + [members_key(self.env.name)]
+        keys = [KEYS.decision(self.env.name, n) for n in names] + [KEYS.members(self.env.name)]
         try:
             *raws, members = self.connection.mget(keys)
         except RedisError:

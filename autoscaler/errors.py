@@ -1,29 +1,24 @@
-"""The autoscaler's errors: one base, so callers can catch everything of ours at once.
+"""The autoscaler's errors, under fleetkit's one root (`fleetkit.core.errors`).
 
-AutoscalerError
-├── UsageError          bad input from a user (unknown pool, N out of range): exit 2
-├── SourceUnavailable   Redis could not be read: keep capacity, report it
-├── CapacityUnavailable AWS could not be read or changed after retries: keep capacity
-└── NotLeader           another daemon holds the lock (or ours lapsed): do not act
+FleetkitError
+└── AutoscalerError
+    ├── SourceUnavailable   the queue depth source (Redis) could not be read: keep capacity
+    ├── CapacityUnavailable AWS could not be read or changed after retries: keep capacity
+    └── NotLeader           another daemon holds the lock (or ours lapsed): do not act
+
+Bad input is core's `UsageError` (exit 2); an environment that is not deployed, core's
+`NotDeployed` (exit 3).
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "AutoscalerError",
-    "CapacityUnavailable",
-    "NotLeader",
-    "SourceUnavailable",
-    "UsageError",
-]
+from fleetkit.core.errors import FleetkitError
+
+__all__ = ["AutoscalerError", "CapacityUnavailable", "NotLeader", "SourceUnavailable"]
 
 
-class AutoscalerError(Exception):
+class AutoscalerError(FleetkitError):
     """Base of every error the autoscaler raises on purpose."""
-
-
-class UsageError(AutoscalerError):
-    """The user asked for something impossible; the message names the value."""
 
 
 class SourceUnavailable(AutoscalerError):

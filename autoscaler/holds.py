@@ -16,9 +16,10 @@ from collections.abc import Callable
 from redis import Redis
 from redis.exceptions import RedisError
 
-from fleetkit.autoscaler.errors import SourceUnavailable, UsageError
-from fleetkit.autoscaler.keys import hold_key
+from fleetkit.autoscaler.errors import SourceUnavailable
 from fleetkit.autoscaler.model import Hold
+from fleetkit.core.errors import UsageError
+from fleetkit.core.schema import KEYS
 
 __all__ = ["DEFAULT_HOLD_S", "MAX_HOLD_S", "HoldStore", "parse_duration", "parse_hold"]
 
@@ -71,7 +72,7 @@ class HoldStore:
         self.clock = clock
 
     def get(self, pool: str) -> Hold | None:
-        key = hold_key(self.env, pool)
+        key = KEYS.hold(self.env, pool)
         try:
             raw = self.connection.get(key)
         except RedisError as exc:
@@ -86,7 +87,7 @@ class HoldStore:
 
     def set(self, pool: str, count: int, duration_s: float, *, by: str = "") -> Hold | None:
         """Hold the pool at `count` or more for `duration_s`; 0 removes any hold instead."""
-        key = hold_key(self.env, pool)
+        key = KEYS.hold(self.env, pool)
         try:
             if duration_s <= 0:
                 self.connection.delete(key)
@@ -100,7 +101,7 @@ class HoldStore:
 
     def restore(self, pool: str, previous: Hold | None) -> None:
         """Put back what was there before (used when the capacity change failed)."""
-        key = hold_key(self.env, pool)
+        key = KEYS.hold(self.env, pool)
         try:
             if previous is None:
                 self.connection.delete(key)
@@ -120,6 +121,6 @@ class HoldStore:
     def release(self, pool: str) -> bool:
         """End the pool's hold; False when there was none."""
         try:
-            return bool(self.connection.delete(hold_key(self.env, pool)))
+            return bool(self.connection.delete(KEYS.hold(self.env, pool)))
         except RedisError as exc:
             raise SourceUnavailable(f"holds: Redis unreachable: {exc}") from exc

@@ -19,6 +19,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from fleetkit.autoscaler.errors import NotLeader, SourceUnavailable
+from fleetkit.core.redis_io import text
+from fleetkit.core.schema import KEYS, RedisSchema
 
 __all__ = ["LeaderLock"]
 
@@ -50,10 +52,17 @@ return 0
 class LeaderLock:
     """An expiring, renewed, fenced lock in Redis."""
 
-    def __init__(self, connection: Redis, key: str, ttl_s: float, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        connection: Redis,
+        env: str,
+        ttl_s: float,
+        owner: str | None = None,
+        keys: RedisSchema = KEYS,
+    ) -> None:
         self.connection = connection
-        self.key = key
-        self.epoch_key = f"{key}:epoch"
+        self.key = keys.leader(env)
+        self.epoch_key = keys.leader_epoch(env)
         self.ttl_ms = max(1, round(ttl_s * 1000))
         self.owner = owner or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.token: str | None = None
@@ -75,7 +84,7 @@ class LeaderLock:
         except RedisError as exc:
             self.token = None
             raise SourceUnavailable(f"leader lock: Redis unreachable: {exc}") from exc
-        token = raw.decode() if isinstance(raw, bytes) else raw
+        token = text(raw) if raw else None
         if token and token != self.token:
             log.info("leader lock taken: %s", token)
         elif not token and self.token:

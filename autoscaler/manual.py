@@ -12,12 +12,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fleetkit.autoscaler.errors import CapacityUnavailable, UsageError
+from fleetkit.autoscaler.errors import CapacityUnavailable
 from fleetkit.autoscaler.holds import HoldStore
 from fleetkit.autoscaler.model import Capacity, Hold, Lifecycle, PoolGroups
 from fleetkit.autoscaler.policy import cancel_unlaunched
 from fleetkit.autoscaler.seams import CapacityProvider
-from fleetkit.infra.environment import Environment, PoolSettings
+from fleetkit.core.environment import Environment
+from fleetkit.core.errors import UsageError
+from fleetkit.core.settings import PoolSettings
 
 __all__ = ["ScalePlan", "ScaleResult", "plan_scale", "release", "scale", "validate_scale"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from fleetkit.autoscaler.model import Decision, PoolGroups, QueueLoad
-from fleetkit.worker.metrics import NAMESPACE
+from fleetkit.core.metrics import NAMESPACE
 
 __all__ = ["AutoscalerMetrics"]
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
-from fleetkit.infra.tags import Capacity
+from fleetkit.core.lifecycle import Lifecycle
+from fleetkit.core.tags import Capacity
 
 __all__ = [
     "Action",
@@ -28,25 +29,6 @@ __all__ = [
     "QueueLoad",
     "QueueReading",
 ]
-
-
-class Lifecycle(StrEnum):
-    """An Auto Scaling instance's lifecycle state, folded into what sizing cares about."""
-
-    PENDING = "pending"  # launching (Pending, Pending:Wait, Pending:Proceed): counts as capacity
-    IN_SERVICE = "in-service"
-    LEAVING = "leaving"  # Terminating*, Detaching, Detached: not capacity any more
-    STANDBY = "standby"  # Standby, EnteringStandby, Warmed:*: not capacity, not ours to remove
-
-    @classmethod
-    def from_asg(cls, state: str) -> Lifecycle:
-        if state.startswith("Pending"):
-            return cls.PENDING
-        if state == "InService":
-            return cls.IN_SERVICE
-        if state.startswith(("Terminating", "Terminated", "Detach", "Quarantined")):
-            return cls.LEAVING
-        return cls.STANDBY
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ back to the front of their queues.
 
 Two ways a worker is known to be gone:
 
-- **its heartbeat expired** (the workers' own sweep, `worker.liveness.Liveness.sweep`). Right
+- **its heartbeat expired** (the workers' own sweep, `fleetkit.core.liveness.Liveness.sweep`). Right
   after Redis restarts every heartbeat looks stale until the workers reconnect, so the sweep
   runs only once the Redis server has been up for a heartbeat TTL (`INFO server`, read only on
   a tick that found dead-worker candidates) and this daemon has not failed to reach Redis
@@ -24,8 +24,7 @@ from redis import Redis
 
 from fleetkit.autoscaler.model import PoolGroups, QueueReading
 from fleetkit.autoscaler.seams import CapacityProvider
-from fleetkit.worker.fleet_worker import FleetJob
-from fleetkit.worker.liveness import Liveness
+from fleetkit.core.liveness import Liveness
 
 __all__ = ["Recovery"]
 
@@ -128,9 +127,7 @@ class Recovery:
                 ttl,
             )
             return 0
-        recovered = self.liveness.sweep(
-            max_hard_kills=self.max_hard_kills, job_class=FleetJob, dead=dead
-        )
+        recovered = self.liveness.sweep(max_hard_kills=self.max_hard_kills, dead=dead)
         return len(recovered)
 
     def _server_uptime_s(self) -> float | None:
@@ -166,7 +163,6 @@ class Recovery:
                     worker,
                     reason=f"instance {instance} left its group and is terminated",
                     max_hard_kills=self.max_hard_kills,
-                    job_class=FleetJob,
                 )
                 recovered += found is not None
             self.members.pop(instance, None)

@@ -4,7 +4,7 @@ A read is one pipelined round trip however many queues and workers there are, of
 handful of commands (per-key loops run inside Redis, in small Lua scripts, because redis-py
 spends tens of microseconds per pipelined command and per argument): Redis TIME; per queue LLEN
 of the queue and ZCARD of rq's started registry (jobs in flight); the ended-job counters
-(`worker.fleet_worker.QUEUE_STATS_KEY`); the worker → instance map (every worker on record,
+(`fleetkit.core.schema`); the worker → instance map (every worker on record,
 whatever its heartbeat says); which of those workers runs a job — rq's `current_job` field (set
 when a job starts, deleted when it ends) or fleetkit's in-flight record —, read in the same
 instant; every pool's hold (MGET).
@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 from redis.exceptions import RedisError
@@ -27,15 +26,13 @@ from fleetkit.autoscaler.errors import SourceUnavailable
 from fleetkit.autoscaler.holds import parse_hold
 from fleetkit.autoscaler.model import Hold, QueueLoad, QueueReading
 from fleetkit.autoscaler.rates import RateWindow
-from fleetkit.worker.fleet_worker import QUEUE_STATS_KEY
+from fleetkit.core.redis_io import decoded, text
+from fleetkit.core.schema import KEYS
 
-__all__ = ["DEFAULT_RATE_WINDOW_S", "INFLIGHT_KEY", "INSTANCES_KEY", "RqQueueDepthSource"]
+__all__ = ["DEFAULT_RATE_WINDOW_S", "RqQueueDepthSource"]
 
 log = logging.getLogger(__name__)
 
-# The keys `worker.liveness.Liveness` writes with its default prefix.
-INSTANCES_KEY = "fleetkit:instances"
-INFLIGHT_KEY = "fleetkit:inflight"
 DEFAULT_RATE_WINDOW_S = 60.0
 
 # EVAL rather than a registered script: redis-py loads registered scripts into a pipeline with
@@ -83,7 +80,7 @@ class RqQueueDepthSource:
         connection: redis.Redis,
         *,
         rate_window_s: float | Mapping[str, float] = DEFAULT_RATE_WINDOW_S,
-        hold_key: Callable[[str], str] | None = None,
+        env: str | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         """`rate_window_s` may be given per pool (pools missing from it get the default).
@@ -93,7 +90,7 @@ class RqQueueDepthSource:
         """
         self.connection = connection
         self.rate_window_s = rate_window_s
-        self.hold_key = hold_key
+        self.env = env
         self.clock = clock
         self._windows: dict[str, RateWindow] = {}
 
@@ -127,7 +124,8 @@ class RqQueueDepthSource:
 
     def _snapshot(self, pools: Mapping[str, Sequence[str]]) -> _Snapshot:
         queues = sorted({q for names in pools.values() for q in names})
-        hold_keys = {p: self.hold_key(p) for p in pools} if self.hold_key is not None else {}
+        env = self.env
+        hold_keys = {p: KEYS.hold(env, p) for p in pools} if env is not None else {}
         depth_keys = [
             key
             for queue in queues
@@ -140,18 +138,18 @@ class RqQueueDepthSource:
             pipe.time()
             if depth_keys:
                 pipe.eval(_DEPTHS, len(depth_keys), *depth_keys)
-            pipe.hgetall(QUEUE_STATS_KEY)
-            pipe.hgetall(INSTANCES_KEY)
-            pipe.eval(_BUSY, 2, INSTANCES_KEY, INFLIGHT_KEY, Worker.redis_worker_namespace_prefix)
+            pipe.hgetall(KEYS.queue_stats)
+            pipe.hgetall(KEYS.instances)
+            pipe.eval(_BUSY, 2, KEYS.instances, KEYS.inflight, Worker.redis_worker_namespace_prefix)
             if hold_keys:
                 pipe.mget(list(hold_keys.values()))
             replies = iter(pipe.execute())
         seconds, micros = next(replies)
         counts = iter(next(replies) if depth_keys else [])
         depths = {q: (int(next(counts)), int(next(counts))) for q in queues}
-        stats = _decoded(next(replies))
-        instances = _decoded(next(replies))
-        busy_workers = [_text(name) for name in next(replies)]
+        stats = decoded(next(replies))
+        instances = decoded(next(replies))
+        busy_workers = [text(name) for name in next(replies)]
         held = next(replies) if hold_keys else []
         raw_holds = {
             pool: (key, value) for (pool, key), value in zip(hold_keys.items(), held, strict=True)
@@ -178,16 +176,6 @@ class RqQueueDepthSource:
         if isinstance(self.rate_window_s, Mapping):
             return self.rate_window_s.get(pool, DEFAULT_RATE_WINDOW_S)
         return self.rate_window_s
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _decoded(raw: Mapping[Any, Any]) -> dict[str, str]:
-    if raw and isinstance(next(iter(raw)), bytes):  # one check, not one per field
-        return {k.decode(): v.decode() for k, v in raw.items()}
-    return {str(k): str(v) for k, v in raw.items()}
 
 
 def _holds(raw_holds: Mapping[str, tuple[str, bytes | str | None]]) -> dict[str, Hold]:

@@ -10,11 +10,12 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from fleetkit.autoscaler.errors import CapacityUnavailable, SourceUnavailable
-from fleetkit.autoscaler.keys import leader_key, record_key
 from fleetkit.autoscaler.model import QueueLoad
 from fleetkit.autoscaler.records import group_dict, load_dict
 from fleetkit.autoscaler.seams import CapacityProvider, QueueDepthSource
-from fleetkit.infra.environment import Environment
+from fleetkit.core.environment import Environment
+from fleetkit.core.redis_io import text
+from fleetkit.core.schema import KEYS
 
 __all__ = ["fleet_status"]
 
@@ -43,10 +44,10 @@ def fleet_status(
     records: list[Any] = [None] * len(env.pools)
     leader = None
     try:
-        keys = [record_key(env.name, n) for n in env.pools]
+        keys = [KEYS.decision(env.name, n) for n in env.pools]
         records = connection.mget(keys)
-        raw_leader = connection.get(leader_key(env.name))
-        leader = raw_leader.decode() if isinstance(raw_leader, bytes) else raw_leader
+        raw_leader = connection.get(KEYS.leader(env.name))
+        leader = text(raw_leader) if raw_leader is not None else None
     except RedisError as exc:
         errors.append(f"decision records: Redis unreachable: {exc}")
     now = time.time()

@@ -28,14 +28,12 @@ sys.path.insert(0, str(ROOT))
 from bench.jobs import noop  # noqa: E402
 from fleetkit.autoscaler.daemon import Autoscaler  # noqa: E402
 from fleetkit.autoscaler.fakes import InMemoryCapacityProvider  # noqa: E402
-from fleetkit.autoscaler.keys import hold_key, leader_key  # noqa: E402
 from fleetkit.autoscaler.leader import LeaderLock  # noqa: E402
 from fleetkit.autoscaler.metrics import AutoscalerMetrics  # noqa: E402
 from fleetkit.autoscaler.policy import QueueDrainPolicy  # noqa: E402
 from fleetkit.autoscaler.rq_source import RqQueueDepthSource  # noqa: E402
-from fleetkit.infra.environment import Environment  # noqa: E402
-from fleetkit.worker.fleet_worker import QUEUE_STATS_KEY  # noqa: E402
-from fleetkit.worker.liveness import Liveness  # noqa: E402
+from fleetkit.core.environment import Environment  # noqa: E402
+from fleetkit.core.schema import KEYS  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 POOLS = 20
@@ -82,15 +80,14 @@ def populate(
     redis: Redis, env: Environment, provider: InMemoryCapacityProvider, workers: int
 ) -> None:
     redis.flushall()
-    liveness = Liveness(redis, ttl_s=60)
     with redis.pipeline() as pipe:
         for pool in env.pools.values():
             for name in pool.queues:
                 queue = Queue(name, connection=redis)
                 for _ in range(10):
                     queue.enqueue(noop, 0, pipeline=pipe)
-                pipe.hincrby(QUEUE_STATS_KEY, f"{name}:done", 100)
-                pipe.hincrbyfloat(QUEUE_STATS_KEY, f"{name}:seconds", 250.0)
+                pipe.hincrby(KEYS.queue_stats, f"{name}:done", 100)
+                pipe.hincrbyfloat(KEYS.queue_stats, f"{name}:seconds", 250.0)
         pipe.execute()
     per_pool = max(1, workers // PROCESSES_PER_INSTANCE // len(env.pools))
     names = list(env.pools)
@@ -102,11 +99,11 @@ def populate(
         for n in range(workers):
             worker = f"fleet.bench.{n}"
             instance = instances[n // PROCESSES_PER_INSTANCE % len(instances)]
-            pipe.hset(liveness.instances_key, worker, instance)
-            pipe.zadd(liveness.heartbeats_key, {worker: time.time() + 3600})
+            pipe.hset(KEYS.instances, worker, instance)
+            pipe.zadd(KEYS.heartbeats, {worker: time.time() + 3600})
             if n % 2:
                 pipe.hset(f"rq:worker:{worker}", "current_job", f"job-{n}")
-        pipe.set(hold_key(env.name, names[0]), json.dumps({"count": 1, "until": None}))
+        pipe.set(KEYS.hold(env.name, names[0]), json.dumps({"count": 1, "until": None}))
         pipe.execute()
 
 
@@ -133,14 +130,14 @@ class TickClock:
 def build(
     redis: Redis, env: Environment, provider: InMemoryCapacityProvider, clock: TickClock
 ) -> Autoscaler:
-    source = RqQueueDepthSource(redis, hold_key=lambda pool: hold_key(env.name, pool))
+    source = RqQueueDepthSource(redis, env=env.name)
     return Autoscaler(
         env,
         connection=redis,
         source=source,
         provider=provider,
         policy=QueueDrainPolicy(),
-        lock=LeaderLock(redis, leader_key(env.name), ttl_s=30),
+        lock=LeaderLock(redis, env.name, ttl_s=30),
         metrics=AutoscalerMetrics(interval_s=10),
         clock=clock,
     )

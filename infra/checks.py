@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleetkit.core.environment import Environment
 from fleetkit.infra.blueprints.common import TAG_CAPACITY, TAG_POOL, Capacity
-from fleetkit.infra.environment import Environment
 from fleetkit.infra.errors import LintError, TemplateError
 
 __all__ = ["TEMPLATE_BODY_LIMIT", "check_template", "lint_template", "verify_template"]

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, TextIO, TypeVar
+from typing import TextIO
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from fleetkit.infra.aws import AwsClients
+from fleetkit.core.aws import AwsClients
+from fleetkit.core.cli import OneLineErrors
+from fleetkit.core.environment import Environment, load_environment
+from fleetkit.core.errors import FleetkitError
 from fleetkit.infra.blueprints import FleetBlueprint
 from fleetkit.infra.checks import verify_template
 from fleetkit.infra.deploy import DeployOutcome, OperationFailedError, deploy, destroy, diff
-from fleetkit.infra.environment import Environment, load_environment
-from fleetkit.infra.errors import InfraError
 from fleetkit.infra.stacks import ChangeSetPlan, StackEvent, StackState
 from fleetkit.infra.status import read_status
 from fleetkit.infra.views import event_line, plan_table, status_tables
@@ -31,33 +31,20 @@ def _width(stream: TextIO) -> int | None:
 
 console = Console(highlight=False, width=_width(sys.stdout))
 errors = Console(stderr=True, highlight=False, width=_width(sys.stderr))
-F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(exc: InfraError) -> None:
-    if isinstance(exc, OperationFailedError) and exc.failed_events:
-        table = Table(title="failed events")
-        table.add_column("resource")
-        table.add_column("status")
-        table.add_column("reason")
-        for event in exc.failed_events:
-            table.add_row(event.logical_id, event.status, event.reason)
-        errors.print(table)
-    errors.print(f"[red]error:[/] {exc}", soft_wrap=True)
-    sys.exit(exc.exit_code)
+class InfraCommands(OneLineErrors):
+    """One-line errors; a failed stack operation shows its failed events first."""
 
-
-def reports_errors(command: F) -> F:
-    """Our errors become one red line on stderr and the error's exit code."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except InfraError as exc:
-            _fail(exc)
-
-    return wrapper  # type: ignore[return-value]
+    def report(self, exc: FleetkitError) -> None:
+        if isinstance(exc, OperationFailedError) and exc.failed_events:
+            table = Table(title="failed events")
+            table.add_column("resource")
+            table.add_column("status")
+            table.add_column("reason")
+            for event in exc.failed_events:
+                table.add_row(event.logical_id, event.status, escape(event.reason))
+            errors.print(table)
 
 
 env_option = click.option(
@@ -79,7 +66,7 @@ def _print_event(event: StackEvent) -> None:
     console.print(event_line(event))
 
 
-@click.group()
+@click.group(cls=InfraCommands, name="infra")
 @click.version_option(package_name="fleetkit")
 def main() -> None:
     """Deploy and inspect fleetkit's CloudFormation stack for one environment."""
@@ -87,8 +74,14 @@ def main() -> None:
 
 @main.command()
 @env_option
-@click.option("--format", "fmt", type=click.Choice(["json", "yaml"]), default="json")
-@reports_errors
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "yaml"]),
+    default="json",
+    show_default=True,
+    help="Template format: JSON (what `deploy` sends) or YAML (easier to read).",
+)
 def render(env_ref: str, fmt: str) -> None:
     """Print the CloudFormation template to stdout."""
     env = _load(env_ref)
@@ -97,7 +90,6 @@ def render(env_ref: str, fmt: str) -> None:
 
 @main.command()
 @env_option
-@reports_errors
 def validate(env_ref: str) -> None:
     """Run our template rules and cfn-lint; no AWS calls."""
     env = _load(env_ref)
@@ -109,7 +101,6 @@ def validate(env_ref: str) -> None:
 @main.command("diff")
 @env_option
 @json_option
-@reports_errors
 def diff_command(env_ref: str, as_json: bool) -> None:
     """Show what a deploy would change (the change set is deleted again)."""
     env = _load(env_ref)
@@ -134,7 +125,6 @@ def diff_command(env_ref: str, as_json: bool) -> None:
 @main.command("deploy")
 @env_option
 @yes_option
-@reports_errors
 def deploy_command(env_ref: str, yes: bool) -> None:
     """Create or update the stack through a change set."""
     env = _load(env_ref)
@@ -151,7 +141,7 @@ def deploy_command(env_ref: str, yes: bool) -> None:
     console.print(f"deploying [bold]{env.stack}[/] ({env.name}, {env.region})")
     result = deploy(env, AwsClients.for_environment(env), confirm=confirm, on_event=_print_event)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     if result.outcome is DeployOutcome.NO_CHANGES:
         console.print(f"{env.stack}: no changes")
         return
@@ -168,7 +158,6 @@ def deploy_command(env_ref: str, yes: bool) -> None:
 @main.command("destroy")
 @env_option
 @yes_option
-@reports_errors
 def destroy_command(env_ref: str, yes: bool) -> None:
     """Delete the stack (refused when termination protection is on)."""
     env = _load(env_ref)
@@ -193,13 +182,12 @@ def destroy_command(env_ref: str, yes: bool) -> None:
     else:
         console.print(f"[green]{result.stack}: deleted[/]")
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 @main.command()
 @env_option
 @json_option
-@reports_errors
 def status(env_ref: str, as_json: bool) -> None:
     """Stack state, outputs, and per pool and group: desired, in service, pending."""
     env = _load(env_ref)

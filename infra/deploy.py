@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from fleetkit.infra.aws import AwsClients, Network, resolve_network
+from fleetkit.core.aws import AwsClients
+from fleetkit.core.environment import Environment
 from fleetkit.infra.blueprints import FleetBlueprint
 from fleetkit.infra.blueprints.common import SUBNETS_PARAMETER, TAG_ENV, VPC_PARAMETER, logical_name
 from fleetkit.infra.checks import verify_template
-from fleetkit.infra.environment import Environment
 from fleetkit.infra.errors import StackBusyError, StackError, StackProtectedError
+from fleetkit.infra.network import Network, resolve_network
 from fleetkit.infra.stacks import (
     ChangeSetPlan,
     CloudFormationStacks,

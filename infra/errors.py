@@ -1,18 +1,21 @@
-"""Errors raised by the infra package.
+"""Errors raised by the infra package, under fleetkit's one root (`fleetkit.core.errors`).
 
-InfraError
-├── ConfigError          an environment file is missing or invalid (CLI exit 2)
-├── TemplateError        a rendered template breaks one of our own rules
-├── LintError            cfn-lint reported errors or warnings
-└── StackError           CloudFormation refused or failed an operation
-    ├── StackBusyError       the stack is in an *_IN_PROGRESS state
-    └── StackProtectedError  destroy asked of a termination-protected stack
+FleetkitError
+└── InfraError
+    ├── TemplateError        a rendered template breaks one of our own rules (exit 2)
+    ├── LintError            cfn-lint reported errors or warnings (exit 2)
+    └── StackError           CloudFormation refused or failed an operation (exit 1)
+        ├── StackBusyError       the stack is in an *_IN_PROGRESS state
+        └── StackProtectedError  destroy asked of a termination-protected stack
+
+An invalid environment file is core's `ConfigError` (exit 2), whichever command read it.
 """
 
 from __future__ import annotations
 
+from fleetkit.core.errors import AwsError, FleetkitError
+
 __all__ = [
-    "ConfigError",
     "InfraError",
     "LintError",
     "StackBusyError",
@@ -22,16 +25,8 @@ __all__ = [
 ]
 
 
-class InfraError(Exception):
+class InfraError(FleetkitError):
     """Base of every error the infra package raises on purpose."""
-
-    exit_code = 1
-
-
-class ConfigError(InfraError):
-    """An environment file is missing or invalid."""
-
-    exit_code = 2
 
 
 class TemplateError(InfraError):
@@ -54,7 +49,7 @@ class LintError(InfraError):
         super().__init__("; ".join(problems))
 
 
-class StackError(InfraError):
+class StackError(InfraError, AwsError):
     """CloudFormation refused or failed an operation."""
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from fleetkit.infra.aws import aws_errors, error_code
+from fleetkit.core.aws import aws_errors, error_code
 from fleetkit.infra.errors import InfraError, StackBusyError, StackError
 
 __all__ = [
@@ -115,7 +115,7 @@ class CloudFormationStacks:
         self._sleep = sleep
 
     def describe(self, stack: str) -> StackState | None:
-        with aws_errors(f"describing stack {stack}"):
+        with aws_errors(f"describing stack {stack}", error=StackError):
             try:
                 found = self.client.describe_stacks(StackName=stack)["Stacks"]
             except ClientError as exc:
@@ -151,7 +151,7 @@ class CloudFormationStacks:
             name=f"fleetkit-{int(time.time() * 1000)}",
             change_type="UPDATE" if exists else "CREATE",
         )
-        with aws_errors(f"creating a change set for {stack}"):
+        with aws_errors(f"creating a change set for {stack}", error=StackError):
             self.client.create_change_set(
                 StackName=stack,
                 ChangeSetName=plan.name,
@@ -185,7 +185,7 @@ class CloudFormationStacks:
     def _wait_for_change_set(self, plan: ChangeSetPlan) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout_seconds
         while True:
-            with aws_errors(f"describing change set {plan.name}"):
+            with aws_errors(f"describing change set {plan.name}", error=StackError):
                 described: dict[str, Any] = self.client.describe_change_set(
                     StackName=plan.stack, ChangeSetName=plan.name
                 )
@@ -201,7 +201,7 @@ class CloudFormationStacks:
             kwargs = {"StackName": plan.stack, "ChangeSetName": plan.name}
             if token:
                 kwargs["NextToken"] = token
-            with aws_errors(f"describing change set {plan.name}"):
+            with aws_errors(f"describing change set {plan.name}", error=StackError):
                 page = self.client.describe_change_set(**kwargs)
             for entry in page.get("Changes", []):
                 rc = entry.get("ResourceChange", {})
@@ -217,7 +217,7 @@ class CloudFormationStacks:
 
     def discard(self, plan: ChangeSetPlan) -> None:
         """Delete a change set, and the empty REVIEW_IN_PROGRESS stack a declined create leaves."""
-        with aws_errors(f"deleting change set {plan.name}"):
+        with aws_errors(f"deleting change set {plan.name}", error=StackError):
             self.client.delete_change_set(StackName=plan.stack, ChangeSetName=plan.name)
             if plan.change_type == "CREATE":
                 state = self.describe(plan.stack)
@@ -225,15 +225,15 @@ class CloudFormationStacks:
                     self.client.delete_stack(StackName=plan.stack)
 
     def execute(self, plan: ChangeSetPlan) -> None:
-        with aws_errors(f"executing change set {plan.name}"):
+        with aws_errors(f"executing change set {plan.name}", error=StackError):
             self.client.execute_change_set(StackName=plan.stack, ChangeSetName=plan.name)
 
     def delete(self, stack: str) -> None:
-        with aws_errors(f"deleting stack {stack}"):
+        with aws_errors(f"deleting stack {stack}", error=StackError):
             self.client.delete_stack(StackName=stack)
 
     def set_termination_protection(self, stack: str, enabled: bool) -> None:
-        with aws_errors(f"setting termination protection on {stack}"):
+        with aws_errors(f"setting termination protection on {stack}", error=StackError):
             self.client.update_termination_protection(
                 StackName=stack, EnableTerminationProtection=enabled
             )
@@ -244,7 +244,7 @@ class CloudFormationStacks:
 
     def _events(self, stack: str) -> list[StackEvent]:
         events: list[StackEvent] = []
-        with aws_errors(f"reading events of {stack}"):
+        with aws_errors(f"reading events of {stack}", error=StackError):
             try:
                 pages = self.client.get_paginator("describe_stack_events").paginate(StackName=stack)
                 for page in pages:
@@ -304,7 +304,7 @@ class CloudFormationStacks:
         groups on any update.
         """
         found: dict[str, str] = {}
-        with aws_errors(f"listing resources of {stack}"):
+        with aws_errors(f"listing resources of {stack}", error=StackError):
             for page in self.client.get_paginator("list_stack_resources").paginate(StackName=stack):
                 for summary in page["StackResourceSummaries"]:
                     if summary["ResourceType"] == resource_type and summary.get(

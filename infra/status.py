@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fleetkit.infra.aws import AwsClients, aws_errors
+from fleetkit.core.aws import AwsClients, aws_errors
+from fleetkit.core.environment import Environment
+from fleetkit.core.lifecycle import Lifecycle, is_terminating, lifecycle_of
 from fleetkit.infra.blueprints.common import TAG_CAPACITY, TAG_POOL, TAG_ROLE
-from fleetkit.infra.environment import Environment
 from fleetkit.infra.stacks import CloudFormationStacks
 
 __all__ = ["FleetStatus", "GroupStatus", "read_status", "summarize_group"]
@@ -56,9 +57,9 @@ def summarize_group(logical_id: str, group: dict[str, Any]) -> GroupStatus:
         desired=int(group.get("DesiredCapacity", 0)),
         min_size=int(group.get("MinSize", 0)),
         max_size=int(group.get("MaxSize", 0)),
-        in_service=sum(s == "InService" for s in states),
-        pending=sum(s.startswith("Pending") for s in states),
-        terminating=sum(s.startswith("Terminating") for s in states),
+        in_service=sum(lifecycle_of(s) is Lifecycle.IN_SERVICE for s in states),
+        pending=sum(lifecycle_of(s) is Lifecycle.PENDING for s in states),
+        terminating=sum(is_terminating(s) for s in states),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fleetkit.infra.stacks import ChangeSetPlan, StackEvent
@@ -33,7 +34,7 @@ def plan_table(plan: ChangeSetPlan) -> Table:
 
 def event_line(event: StackEvent) -> str:
     style = "red" if event.failed else "green" if event.status.endswith("COMPLETE") else "cyan"
-    reason = f" — {event.reason}" if event.reason else ""
+    reason = f" — {escape(event.reason)}" if event.reason else ""
     return (
         f"{event.timestamp:%H:%M:%S} [{style}]{event.status:<28}[/] "
         f"{event.logical_id} ({event.resource_type}){reason}"

@@ -1,63 +1,30 @@
-"""`fleet-worker run`: the per-instance supervisor of interruption-safe rq workers."""
+"""`fleet-worker run`: the per-instance supervisor of interruption-safe rq workers.
+
+Thin: parse the flags, compose the settings (`WorkerSettings.for_pool`), run the supervisor.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
-from fleetkit.infra.aws import AwsClients, resolve_redis_url
-from fleetkit.infra.environment import REDIS_URL_VARIABLE, load_environment
-from fleetkit.infra.errors import InfraError
-from fleetkit.worker.settings import WorkerSettings
+from fleetkit.core.aws import AwsClients, resolve_redis_url
+from fleetkit.core.cli import OneLineErrors, configure_logging
+from fleetkit.core.environment import REDIS_URL_VARIABLE, load_environment
+from fleetkit.worker.settings import DEFAULT_POOL, DRAIN_MARGIN_S, WorkerSettings
 
-__all__ = ["main", "resolve_settings"]
+__all__ = ["main"]
 
-
-def resolve_settings(
-    *,
-    env_ref: str | None,
-    pool: str | None,
-    overrides: dict[str, Any],
-) -> WorkerSettings:
-    """Flags override the environment file's pool, which overrides the defaults."""
-    values: dict[str, Any] = {}
-    if env_ref:
-        env = load_environment(env_ref)
-        name = pool or "workers"
-        if name not in env.pools:
-            raise click.UsageError(
-                f"--pool {name!r}: not in {env.source} (pools: {', '.join(sorted(env.pools))})"
-            )
-        settings = env.pools[name]
-        values.update(
-            queues=tuple(settings.queues),
-            processes=settings.processes_per_instance,
-            # Leave time to complete the lifecycle action inside the hook's timeout.
-            drain_timeout_s=max(settings.drain_timeout_s - 30, 0),
-        )
-        if not overrides.get("redis_url"):
-            values["redis_url"] = resolve_redis_url(env, AwsClients.for_environment(env))
-    elif not overrides.get("redis_url"):
-        values["redis_url"] = os.environ.get(REDIS_URL_VARIABLE)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if not values.get("redis_url"):
-        raise click.UsageError(f"no Redis: pass --redis-url, --env, or set {REDIS_URL_VARIABLE}")
-    if not values.get("queues"):
-        raise click.UsageError("no queues: pass --queues a,b or --env")
-    try:
-        return WorkerSettings.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise click.UsageError(f"{key}: {first['msg']} (got {first.get('input')!r})") from None
+_DEFAULTS = WorkerSettings.model_fields
 
 
-@click.group()
+def _default(field: str) -> str:
+    return str(_DEFAULTS[field].default)
+
+
+@click.group(cls=OneLineErrors, name="fleet-worker")
 @click.version_option(package_name="fleetkit")
 def main() -> None:
     """fleetkit worker: rq workers that survive spot interruptions and hard kills."""
@@ -65,14 +32,34 @@ def main() -> None:
 
 @main.command()
 @click.option("--env", "env_ref", metavar="ENV", help="Environment name or .toml path.")
-@click.option("--pool", help="Pool of the environment (default: workers).")
-@click.option("--redis-url", help=f"Overrides the environment and ${REDIS_URL_VARIABLE}.")
-@click.option("--queues", help="Comma-separated queue names, in priority order.")
-@click.option("--processes", type=int, help="Worker processes on this instance.")
+@click.option("--pool", help="Pool of the environment.", show_default=DEFAULT_POOL)
 @click.option(
-    "--imds-endpoint", help="Instance metadata address (AWS_EC2_METADATA_SERVICE_ENDPOINT)."
+    "--redis-url",
+    help=f"Overrides the environment and ${REDIS_URL_VARIABLE}.",
+    show_default=f"the environment's, else ${REDIS_URL_VARIABLE}",
 )
-@click.option("--metrics-port", type=int, help="Serve /healthz and /metrics on this port.")
+@click.option(
+    "--queues",
+    help="Comma-separated queue names, in priority order.",
+    show_default="the pool's queues",
+)
+@click.option(
+    "--processes",
+    type=int,
+    help="Worker processes on this instance.",
+    show_default=f"the pool's processes_per_instance, else {_default('processes')}",
+)
+@click.option(
+    "--imds-endpoint",
+    help="Instance metadata address.",
+    show_default="$AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    help="Serve /healthz and /metrics on this port.",
+    show_default="none: not served",
+)
 @click.option("--burst", is_flag=True, default=None, help="Exit when the queues are empty.")
 @click.option(
     "--simple",
@@ -84,27 +71,46 @@ def main() -> None:
 @click.option(
     "--prefork/--no-prefork",
     default=None,
-    help="Keep a work horse forked ahead of the next job (forking mode; default on).",
+    help="Keep a work horse forked ahead of the next job (forking mode).",
+    show_default="on",
 )
 @click.option(
-    "--drain-timeout", "drain_timeout_s", type=float, help="Seconds to finish jobs on SIGTERM."
+    "--drain-timeout",
+    "drain_timeout_s",
+    type=float,
+    help="Seconds to finish jobs on SIGTERM.",
+    show_default=(
+        f"the pool's drain_timeout_s - {DRAIN_MARGIN_S}, else {_default('drain_timeout_s')}"
+    ),
 )
-@click.option("--poll-interval", "poll_interval_s", type=float, help="Seconds between IMDS polls.")
+@click.option(
+    "--poll-interval",
+    "poll_interval_s",
+    type=float,
+    help="Seconds between IMDS polls.",
+    show_default=_default("poll_interval_s"),
+)
 @click.option(
     "--stop-on-rebalance",
     is_flag=True,
     default=None,
     help="Treat a rebalance recommendation like an interruption notice.",
 )
-@click.option("--run-dir", help="Directory for the supervisor's notice file.")
+@click.option(
+    "--run-dir",
+    help="Directory for the supervisor's notice file.",
+    show_default="a new temporary directory",
+)
 @click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    help="Worker log level (default INFO: rq logs three lines per job).",
+    help="Log level (rq logs three lines per job at INFO).",
+    show_default=_default("log_level"),
 )
 def run(
     env_ref: str | None,
     pool: str | None,
+    redis_url: str | None,
     queues: str | None,
     simple: bool,
     **flags: Any,
@@ -112,19 +118,17 @@ def run(
     """Run the worker processes until drained (SIGTERM) or the instance is reclaimed."""
     from fleetkit.worker.runner import run_supervisor  # imports rq and boto3 only when running
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    overrides: dict[str, Any] = dict(flags)
-    if overrides.get("log_level"):
-        overrides["log_level"] = overrides["log_level"].upper()
+    if flags.get("log_level"):
+        flags["log_level"] = flags["log_level"].upper()
     if queues:
-        overrides["queues"] = tuple(q.strip() for q in queues.split(",") if q.strip())
+        flags["queues"] = tuple(q.strip() for q in queues.split(",") if q.strip())
     if simple:
-        overrides["forking"] = False
-    try:
-        settings = resolve_settings(env_ref=env_ref, pool=pool, overrides=overrides)
-    except InfraError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    sys.exit(run_supervisor(settings))
+        flags["forking"] = False
+    env = load_environment(env_ref) if env_ref else None
+    if not redis_url and env is not None:
+        redis_url = resolve_redis_url(env, AwsClients.for_environment(env))
+    settings = WorkerSettings.for_pool(
+        env, pool, redis_url=redis_url or os.environ.get(REDIS_URL_VARIABLE), **flags
+    )
+    configure_logging(settings.log_level)
+    raise SystemExit(run_supervisor(settings))

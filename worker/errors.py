@@ -1,20 +1,24 @@
-"""Errors of the worker package.
+"""Errors of the worker package, under fleetkit's one root (`fleetkit.core.errors`).
 
-WorkerError                base of every error raised on purpose
-└── WorkerConfigError      bad settings or flags (CLI exit 2)
+FleetkitError
+└── WorkerError            base of every error the worker raises on purpose
+    └── WorkerConfigError  bad settings or flags (CLI exit 2)
+
 ShutDownImminent           a BaseException raised inside a job being handed back, so that the job's
                            `except Exception` cannot swallow it while its `finally` blocks still run
+
+Job authors import it as `from fleetkit.worker.errors import ShutDownImminent`.
 """
 
 from __future__ import annotations
 
+from fleetkit.core.errors import FleetkitError
+
 __all__ = ["ShutDownImminent", "WorkerConfigError", "WorkerError"]
 
 
-class WorkerError(Exception):
+class WorkerError(FleetkitError):
     """Base of the worker package's errors."""
-
-    exit_code = 1
 
 
 class WorkerConfigError(WorkerError):

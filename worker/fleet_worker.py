@@ -29,15 +29,17 @@ from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
+from fleetkit.core.handback import Outcome, hand_back
+from fleetkit.core.liveness import Liveness, Recovered
+from fleetkit.core.schema import KEYS
 from fleetkit.worker.batch import WriteBatch
-from fleetkit.worker.handback import Outcome, hand_back, should_hand_back
+from fleetkit.worker.handback import should_hand_back
 from fleetkit.worker.health import WorkerHealth
-from fleetkit.worker.liveness import Beacon, Liveness, Recovered
+from fleetkit.worker.liveness import Beacon
 from fleetkit.worker.metrics import WorkerMetrics
 
 __all__ = [
     "NOTICE_FILE",
-    "QUEUE_STATS_KEY",
     "FleetJob",
     "FleetWorkerMixin",
     "mean_duration",
@@ -45,10 +47,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 NOTICE_FILE = "notice.json"
-_DURATIONS_KEY = "fleetkit:durations"
-# Per queue: jobs ended (`<queue>:done`) and their seconds (`<queue>:seconds`), counters the
-# autoscaler samples for completion rate and mean duration. Producers write nothing.
-QUEUE_STATS_KEY = "fleetkit:queue-stats"
 _DUPLICATE_SIGNAL_S = 1.0  # systemd and the supervisor may both deliver one SIGTERM
 # A worker heartbeat (default TTL) or idle state written this recently is not written again.
 _BEAT_REUSE_S = 1.0
@@ -81,13 +79,14 @@ def _duration(job: Job) -> float:
 
 
 def _count_ended(pipeline: Any, queue: str, duration: float) -> None:
-    pipeline.hincrby(QUEUE_STATS_KEY, f"{queue}:done", 1)
-    pipeline.hincrbyfloat(QUEUE_STATS_KEY, f"{queue}:seconds", duration)
+    # The autoscaler samples these for completion rate and mean duration; producers write nothing.
+    pipeline.hincrby(KEYS.queue_stats, f"{queue}:done", 1)
+    pipeline.hincrbyfloat(KEYS.queue_stats, f"{queue}:seconds", duration)
 
 
 def mean_duration(connection: Any, func_name: str) -> float | None:
     """Observed mean duration of a job function, or None before the first run finishes."""
-    total, count = connection.hmget(_DURATIONS_KEY, f"{func_name}:sum", f"{func_name}:count")
+    total, count = connection.hmget(KEYS.durations, f"{func_name}:sum", f"{func_name}:count")
     if not count or int(count) == 0:
         return None
     return float(total) / int(count)
@@ -382,7 +381,7 @@ class FleetWorkerMixin:
             # In the transaction that registers rq's execution: from the moment rq knows the
             # job runs here, the sweep knows too, so a hard kill is recovered, never left for
             # rq's lease expiry to fail as abandoned.
-            pipeline.hset(self.liveness.inflight_key, self.name, job.id)
+            pipeline.hset(KEYS.inflight, self.name, job.id)
 
     def set_current_job_id(self, job_id: str | None = None, pipeline: Any = None) -> None:
         super().set_current_job_id(job_id, pipeline=pipeline)  # type: ignore[misc]
@@ -401,9 +400,9 @@ class FleetWorkerMixin:
             return
         duration = _duration(job)
         batch = WriteBatch()
-        batch.hdel(self.liveness.inflight_key, self.name)
-        batch.hincrbyfloat(_DURATIONS_KEY, f"{job.func_name}:sum", duration)
-        batch.hincrby(_DURATIONS_KEY, f"{job.func_name}:count", 1)
+        batch.hdel(KEYS.inflight, self.name)
+        batch.hincrbyfloat(KEYS.durations, f"{job.func_name}:sum", duration)
+        batch.hincrby(KEYS.durations, f"{job.func_name}:count", 1)
         _count_ended(batch, job.origin, duration)
         self.metrics.job_finished(duration, cast(Any, batch))
         self.health.record_job(True, pipe=cast(Any, batch))
@@ -416,7 +415,7 @@ class FleetWorkerMixin:
             return
         duration = _duration(job)
         batch = WriteBatch()
-        batch.hdel(self.liveness.inflight_key, self.name)
+        batch.hdel(KEYS.inflight, self.name)
         _count_ended(batch, job.origin, duration)
         self.metrics.job_failed(duration, cast(Any, batch))
         self.health.record_job(False, pipe=cast(Any, batch))
@@ -487,7 +486,7 @@ class FleetWorkerMixin:
         """This worker no longer runs a job: neither for rq nor for the sweep."""
         with self.connection.pipeline() as pipe:
             self.set_current_job_id(None, pipeline=pipe)
-            pipe.hdel(self.liveness.inflight_key, self.name)
+            pipe.hdel(KEYS.inflight, self.name)
             pipe.execute()
 
     def _fleet_execution_key(self) -> str | None:

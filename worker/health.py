@@ -18,6 +18,9 @@ from uuid import uuid4
 from redis import Redis
 from redis.client import Pipeline
 
+from fleetkit.core.redis_io import text
+from fleetkit.core.schema import KEYS, HealthKeys, RedisSchema
+
 __all__ = ["HealthPolicy", "WorkerHealth", "instance_digest", "judge"]
 
 
@@ -61,18 +64,6 @@ def judge(
     return not reasons, reasons
 
 
-class _Keys:
-    def __init__(self, prefix: str, worker: str) -> None:
-        base = f"{prefix}:health:{worker}"
-        self.jobs = f"{base}:jobs"
-        self.failures = f"{base}:failures"
-        self.consecutive = f"{base}:consecutive"
-        self.state = f"{base}:state"
-
-    def all(self) -> tuple[str, str, str, str]:
-        return self.jobs, self.failures, self.consecutive, self.state
-
-
 class WorkerHealth:
     """What one worker process records about its own jobs."""
 
@@ -81,13 +72,12 @@ class WorkerHealth:
         redis: Redis,
         worker: str,
         policy: HealthPolicy = HealthPolicy(),
-        prefix: str = "fleetkit",
+        keys: RedisSchema = KEYS,
     ) -> None:
         self.redis = redis
         self.worker = worker
         self.policy = policy
-        self.prefix = prefix
-        self.keys = _Keys(prefix, worker)
+        self.keys = keys.health(worker)
 
     def record_job(self, ok: bool, now: float | None = None, pipe: Pipeline | None = None) -> None:
         """Record one finished job (ok) or failed job (not ok) at `now`; with `pipe`, the writes
@@ -145,14 +135,14 @@ def instance_digest(
     redis: Redis,
     workers: list[str],
     policy: HealthPolicy = HealthPolicy(),
-    prefix: str = "fleetkit",
+    keys: RedisSchema = KEYS,
     now: float | None = None,
 ) -> dict[str, Any]:
     """The instance's health: every worker healthy, and at least one worker running."""
     cutoff = (time.time() if now is None else now) - policy.window_s
     with redis.pipeline(transaction=False) as pipe:
         for worker in workers:
-            _queue_reads(pipe, _Keys(prefix, worker), cutoff)
+            _queue_reads(pipe, keys.health(worker), cutoff)
         raw = pipe.execute()
     digests = [
         _digest(worker, raw[i * _READS : (i + 1) * _READS], policy)
@@ -171,7 +161,7 @@ def instance_digest(
 _READS = 4  # commands queued per worker by _queue_reads
 
 
-def _queue_reads(pipe: Pipeline, keys: _Keys, cutoff: float) -> None:
+def _queue_reads(pipe: Pipeline, keys: HealthKeys, cutoff: float) -> None:
     # Exclusive lower bound: record_job trims scores <= cutoff, so both agree on the window.
     pipe.zcount(keys.jobs, f"({cutoff}", "+inf")
     pipe.zcount(keys.failures, f"({cutoff}", "+inf")
@@ -182,7 +172,7 @@ def _queue_reads(pipe: Pipeline, keys: _Keys, cutoff: float) -> None:
 def _digest(worker: str, raw: list[Any], policy: HealthPolicy) -> dict[str, Any]:
     jobs, failures, consecutive_raw, state_raw = raw
     consecutive = int(consecutive_raw) if consecutive_raw is not None else 0
-    state = {_text(k): _text(v) for k, v in (state_raw or {}).items()}
+    state = {text(k): text(v) for k, v in (state_raw or {}).items()}
     healthy, reasons = judge(int(jobs), int(failures), consecutive, policy)
     return {
         "worker": worker,
@@ -195,8 +185,3 @@ def _digest(worker: str, raw: list[Any], policy: HealthPolicy) -> dict[str, Any]
         "healthy": healthy,
         "reasons": reasons,
     }
-
-
-def _text(value: bytes | str) -> str:
-    # Works whether or not the caller's client was built with decode_responses.
-    return value.decode() if isinstance(value, bytes) else value

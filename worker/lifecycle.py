@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fleetkit.infra.tags import TERMINATING_HOOK
+from fleetkit.core.tags import TERMINATING_HOOK
 
 __all__ = ["complete_termination"]
 

@@ -1,8 +1,8 @@
-"""Job counters and histograms that many worker processes add to, rendered as Prometheus text.
+"""Job counters and histograms that many worker processes add to, collected for Prometheus.
 
 prometheus_client's own multiprocess mode wants a shared directory and pid bookkeeping; the
-workers already share Redis, so each keeps one hash of counters and the supervisor renders every
-worker's hash on `/metrics` with a worker label.
+workers already share Redis, so each keeps one hash of counters and the supervisor's collector
+reads every worker's hash on each scrape of `/metrics`, with a worker label.
 
 Histogram buckets are stored per bucket (one HINCRBY per observation, not one per bucket) and
 made cumulative when rendered.
@@ -11,7 +11,7 @@ made cumulative when rendered.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,17 +25,19 @@ from prometheus_client.metrics_core import (
 from redis import Redis
 from redis.client import Pipeline
 
+from fleetkit.core.metrics import NAMESPACE
+from fleetkit.core.redis_io import text
+from fleetkit.core.schema import KEYS, RedisSchema
+
 __all__ = [
     "DURATION_BUCKETS",
-    "NAMESPACE",
     "PICKUP_BUCKETS",
     "WorkerMetrics",
+    "WorkerMetricsCollector",
     "render_prometheus",
 ]
 
 INF = math.inf
-# Metric names keep one namespace whatever Redis key prefix a deployment or test uses.
-NAMESPACE = "fleetkit"
 DURATION_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, INF,
 )  # fmt: skip
@@ -68,11 +70,11 @@ class WorkerMetrics:
     """The counters of one worker process, kept in one Redis hash."""
 
     def __init__(
-        self, redis: Redis, worker: str, prefix: str = "fleetkit", ttl_s: int = 86400
+        self, redis: Redis, worker: str, keys: RedisSchema = KEYS, ttl_s: int = 86400
     ) -> None:
         self.redis = redis
         self.worker = worker
-        self.key = _key(prefix, worker)
+        self.key = keys.metrics(worker)
         self.ttl_s = ttl_s
 
     def job_started(self, pickup_latency_s: float | None, pipe: Pipeline | None = None) -> None:
@@ -136,10 +138,6 @@ class WorkerMetrics:
         pipe.execute()
 
 
-def _key(prefix: str, worker: str) -> str:
-    return f"{prefix}:metrics:{worker}"
-
-
 def _observe(pipe: Pipeline, key: str, stem: str, buckets: Sequence[float], value: float) -> None:
     bound = next(b for b in buckets if value <= b)
     pipe.hincrby(key, f"{stem}_bucket:{_le(bound)}", 1)
@@ -147,71 +145,89 @@ def _observe(pipe: Pipeline, key: str, stem: str, buckets: Sequence[float], valu
     pipe.hincrby(key, f"{stem}_count", 1)
 
 
-class _RedisHashCollector:
-    """Turns each worker's hash into metric families labelled by worker."""
+class WorkerMetricsCollector:
+    """Every listed worker's hash as metric families labelled by worker, read from Redis on each
+    scrape (one pipelined round trip), plus the instance-wide gauges.
+
+    Registered in a `CollectorRegistry` that the health server serves; `workers` and `gauges`
+    are asked at each scrape, since workers come and go.
+    """
 
     def __init__(
         self,
-        hashes: Mapping[str, Mapping[str, str]],
-        extra_gauges: Mapping[str, float],
+        redis: Redis,
+        workers: Callable[[], Sequence[str]],
+        gauges: Callable[[], Mapping[str, float]] = dict,
+        keys: RedisSchema = KEYS,
     ) -> None:
-        self.hashes = hashes
-        self.extra_gauges = extra_gauges
+        self.redis = redis
+        self.workers = workers
+        self.gauges = gauges
+        self.keys = keys
+
+    def registry(self) -> CollectorRegistry:
+        """A registry holding just this collector (described on scrape, not at registration)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return registry
 
     def collect(self) -> Iterable[Metric]:
-        p = NAMESPACE
-        for field, name, doc in _COUNTERS:
-            counter = CounterMetricFamily(f"{p}_{name}", doc, labels=["worker"])
-            for worker, fields in self.hashes.items():
-                counter.add_metric([worker], float(fields.get(field, 0)))
-            yield counter
+        workers = list(self.workers())
+        with self.redis.pipeline(transaction=False) as pipe:
+            for worker in workers:
+                pipe.hgetall(self.keys.metrics(worker))
+            raw: list[dict[Any, Any]] = pipe.execute()
+        hashes = {
+            worker: {text(k): text(v) for k, v in fields.items()}
+            for worker, fields in zip(workers, raw, strict=True)
+        }
+        yield from _families(hashes, self.gauges())
 
-        notices = CounterMetricFamily(
-            f"{p}_termination_notices", "Termination notices seen.", labels=["worker", "kind"]
-        )
-        for worker, fields in self.hashes.items():
-            for field, value in sorted(fields.items()):
-                if field.startswith(_NOTICE):
-                    notices.add_metric([worker, field[len(_NOTICE) :]], float(value))
-        yield notices
 
-        for stem, name, doc, buckets in _HISTOGRAMS:
-            histogram = HistogramMetricFamily(f"{p}_{name}", doc, labels=["worker"])
-            for worker, fields in self.hashes.items():
-                cumulative = 0.0
-                rendered: list[tuple[str, float]] = []
-                for bound in buckets:
-                    cumulative += float(fields.get(f"{stem}_bucket:{_le(bound)}", 0))
-                    rendered.append((_le(bound), cumulative))
-                histogram.add_metric([worker], rendered, float(fields.get(f"{stem}_sum", 0)))
-            yield histogram
+def _families(
+    hashes: Mapping[str, Mapping[str, str]], extra_gauges: Mapping[str, float]
+) -> Iterator[Metric]:
+    p = NAMESPACE
+    for field, name, doc in _COUNTERS:
+        counter = CounterMetricFamily(f"{p}_{name}", doc, labels=["worker"])
+        for worker, fields in hashes.items():
+            counter.add_metric([worker], float(fields.get(field, 0)))
+        yield counter
 
-        for gauge_name, level in sorted(self.extra_gauges.items()):
-            gauge = GaugeMetricFamily(f"{p}_{gauge_name}", f"{gauge_name} (instance-wide).")
-            gauge.add_metric([], float(level))
-            yield gauge
+    notices = CounterMetricFamily(
+        f"{p}_termination_notices", "Termination notices seen.", labels=["worker", "kind"]
+    )
+    for worker, fields in hashes.items():
+        for field, value in sorted(fields.items()):
+            if field.startswith(_NOTICE):
+                notices.add_metric([worker, field[len(_NOTICE) :]], float(value))
+    yield notices
+
+    for stem, name, doc, buckets in _HISTOGRAMS:
+        histogram = HistogramMetricFamily(f"{p}_{name}", doc, labels=["worker"])
+        for worker, fields in hashes.items():
+            cumulative = 0.0
+            rendered: list[tuple[str, float]] = []
+            for bound in buckets:
+                cumulative += float(fields.get(f"{stem}_bucket:{_le(bound)}", 0))
+                rendered.append((_le(bound), cumulative))
+            histogram.add_metric([worker], rendered, float(fields.get(f"{stem}_sum", 0)))
+        yield histogram
+
+    for gauge_name, level in sorted(extra_gauges.items()):
+        gauge = GaugeMetricFamily(f"{p}_{gauge_name}", f"{gauge_name} (instance-wide).")
+        gauge.add_metric([], float(level))
+        yield gauge
 
 
 def render_prometheus(
     redis: Redis,
     workers: list[str],
-    prefix: str = "fleetkit",
+    keys: RedisSchema = KEYS,
     extra_gauges: dict[str, float] | None = None,
 ) -> bytes:
     """Every listed worker's counters and histograms, plus instance gauges, as Prometheus text."""
-    with redis.pipeline(transaction=False) as pipe:
-        for worker in workers:
-            pipe.hgetall(_key(prefix, worker))
-        raw: list[dict[Any, Any]] = pipe.execute()
-    hashes = {
-        worker: {_text(k): _text(v) for k, v in fields.items()}
-        for worker, fields in zip(workers, raw, strict=True)
-    }
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_RedisHashCollector(hashes, extra_gauges or {}))
-    return generate_latest(registry)
-
-
-def _text(value: bytes | str) -> str:
-    # Works whether or not the caller's client was built with decode_responses.
-    return value.decode() if isinstance(value, bytes) else value
+    collector = WorkerMetricsCollector(
+        redis, lambda: workers, lambda: extra_gauges or {}, keys=keys
+    )
+    return generate_latest(collector.registry())

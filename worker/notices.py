@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from fleetkit.core.lifecycle import asg_lifecycle_states, is_terminating
 from fleetkit.worker.errors import WorkerError
 
 __all__ = [
@@ -136,47 +137,25 @@ def parse_rebalance(body: str, now: datetime) -> TerminationNotice:
     )
 
 
-# Every LifecycleState of the Auto Scaling API; target-lifecycle-state reports only the steady
-# ones, but a state on its way to termination is a termination whatever the endpoint says.
-_TERMINATING_STATES = frozenset(
-    {
-        "Terminating",
-        "Terminating:Wait",
-        "Terminating:Proceed",
-        "Terminated",
-        # A warm-pool instance being terminated is going away just the same.
-        "Warmed:Terminating",
-        "Warmed:Terminating:Wait",
-        "Warmed:Terminating:Proceed",
-        "Warmed:Terminated",
-    }
-)
-_OTHER_STATES = frozenset(
-    {
-        "Pending",
-        "Pending:Wait",
-        "Pending:Proceed",
-        "Quarantined",
-        "InService",
-        "Detaching",
-        "Detached",
-        "EnteringStandby",
-        "Standby",
-    }
-)
-
-
 def parse_lifecycle_state(body: str, now: datetime) -> TerminationNotice | None:
-    """Parse `autoscaling/target-lifecycle-state`: a notice for `Terminated`, None otherwise."""
+    """Parse `autoscaling/target-lifecycle-state`: a notice when the instance is on its way to
+    termination, None for any other state the Auto Scaling API has.
+
+    The endpoint reports only the steady states (`Terminated`), but a state on its way to
+    termination is a termination whatever the endpoint says.
+    """
     state = body.strip()
-    if state in _TERMINATING_STATES:
-        return TerminationNotice(
-            kind=NoticeKind.ASG_TERMINATION, deadline=None, action=state, seen_at=_utc(now)
-        )
-    # Warm pools may grow states (Warmed:Hibernated came later); none of them stop a worker.
-    if state in _OTHER_STATES or _is_warmed_state(state):
+    if state not in asg_lifecycle_states():
+        # Warm pools grow states (Warmed:Hibernated came later), and none of them stops a
+        # worker: one newer than the installed botocore is no notice, not a malformed body.
+        if _is_warmed_state(state) and not is_terminating(state):
+            return None
+        raise MalformedNotice(f"unknown lifecycle state {body[:80]!r}")
+    if not is_terminating(state):
         return None
-    raise MalformedNotice(f"unknown lifecycle state {body[:80]!r}")
+    return TerminationNotice(
+        kind=NoticeKind.ASG_TERMINATION, deadline=None, action=state, seen_at=_utc(now)
+    )
 
 
 def most_urgent(notices: Iterable[TerminationNotice]) -> TerminationNotice | None:

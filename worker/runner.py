@@ -10,12 +10,12 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from fleetkit.infra.aws import RETRY_CONFIG
+from fleetkit.core.aws import RETRY_CONFIG
+from fleetkit.core.health_server import HealthServer
 from fleetkit.worker.health import instance_digest
-from fleetkit.worker.health_server import HealthServer
 from fleetkit.worker.imds import ImdsTerminationNoticeSource
 from fleetkit.worker.lifecycle import complete_termination
-from fleetkit.worker.metrics import WorkerMetrics, render_prometheus
+from fleetkit.worker.metrics import WorkerMetrics, WorkerMetricsCollector
 from fleetkit.worker.notices import TerminationNotice
 from fleetkit.worker.settings import WorkerSettings
 from fleetkit.worker.supervisor import Supervisor
@@ -53,9 +53,8 @@ def run_supervisor(settings: WorkerSettings) -> int:
         digest["draining"] = supervisor.draining
         return digest
 
-    def metrics() -> bytes:
-        gauges = {"draining": float(supervisor.draining), "workers": float(len(names()))}
-        return render_prometheus(probe, names(), extra_gauges=gauges)
+    def gauges() -> dict[str, float]:
+        return {"draining": float(supervisor.draining), "workers": float(len(names()))}
 
     def count_notice(notice: TerminationNotice) -> None:
         for name in names():
@@ -64,7 +63,8 @@ def run_supervisor(settings: WorkerSettings) -> int:
     supervisor.notice_hooks.append(count_notice)
     server = None
     if settings.metrics_port is not None:
-        server = HealthServer(settings.metrics_host, settings.metrics_port, health, metrics)
+        registry = WorkerMetricsCollector(probe, names, gauges).registry()
+        server = HealthServer(settings.metrics_host, settings.metrics_port, health, registry)
         server.start()
         log.info("health and metrics on port %d", server.port)
     try:

@@ -1,15 +1,31 @@
-"""Worker settings: flags override the environment file's pool, which overrides these defaults."""
+"""Worker settings: flags override the environment file's pool, which overrides these defaults.
+
+`WorkerSettings.for_pool` composes them from the one environment model, the same way for
+`fleet-worker run`, the bootstrap and the sandbox.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
-__all__ = ["HEARTBEAT_TTL_S", "MAX_HARD_KILLS", "WorkerSettings"]
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-# Shared with the autoscaler's sweep: a sweeper with a shorter TTL than the workers' would take
-# live workers for dead ones.
-HEARTBEAT_TTL_S = 10.0
-MAX_HARD_KILLS = 3
+from fleetkit.core.environment import REDIS_URL_VARIABLE, Environment
+from fleetkit.core.errors import UsageError
+from fleetkit.core.handback import MAX_HARD_KILLS
+from fleetkit.core.liveness import HEARTBEAT_TTL_S
+
+__all__ = ["DEFAULT_POOL", "DRAIN_MARGIN_S", "WorkerSettings"]
+
+DEFAULT_POOL = "workers"
+# The drain ends this long before the terminating hook's timeout, to leave time to complete it.
+DRAIN_MARGIN_S = 30
+# Flags named differently from their setting (the rest are `--<setting with dashes>`).
+_FLAGS = {
+    "drain_timeout_s": "--drain-timeout",
+    "poll_interval_s": "--poll-interval",
+    "forking": "--simple",
+}
 
 
 class WorkerSettings(BaseModel):
@@ -44,3 +60,58 @@ class WorkerSettings(BaseModel):
     # instances, to spare busy ones on scale-in and recover jobs of instances that left.
     instance_id: str | None = None
     run_dir: str | None = None
+
+    @field_validator("imds_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().startswith(("http://", "https://")):
+            raise ValueError(
+                f"{value!r} is not an http(s) URL such as http://169.254.169.254 "
+                "or http://127.0.0.1:8111"
+            )
+        return value
+
+    @classmethod
+    def for_pool(
+        cls,
+        env: Environment | None,
+        pool: str | None = None,
+        *,
+        redis_url: str | None,
+        **overrides: Any,
+    ) -> WorkerSettings:
+        """The settings of one pool's workers: `overrides` (flags; None means unset) over the
+        environment's pool, over the defaults. `redis_url` is resolved by the caller (it may
+        live in SSM). Raises UsageError naming the flag or value."""
+        values: dict[str, Any] = {}
+        if env is not None:
+            name = pool or DEFAULT_POOL
+            if name not in env.pools:
+                known = ", ".join(sorted(env.pools))
+                raise UsageError(
+                    f"--pool {name!r}: not in {env.source or env.name} (pools: {known})"
+                )
+            settings = env.pools[name]
+            values.update(
+                queues=tuple(settings.queues),
+                processes=settings.processes_per_instance,
+                drain_timeout_s=max(settings.drain_timeout_s - DRAIN_MARGIN_S, 0),
+            )
+        elif pool is not None:
+            raise UsageError("--pool needs --env: pools are defined in an environment file")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if redis_url:
+            values["redis_url"] = redis_url
+        if not values.get("redis_url"):
+            raise UsageError(f"no Redis: pass --redis-url, --env, or set {REDIS_URL_VARIABLE}")
+        if not values.get("queues"):
+            raise UsageError("no queues: pass --queues a,b or --env")
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in first["loc"])
+            flag = _FLAGS.get(field, f"--{field.replace('_', '-')}")
+            message = str(first["msg"]).removeprefix("Value error, ")
+            got = "" if first["type"] == "value_error" else f" (got {first.get('input')!r})"
+            raise UsageError(f"{flag}: {message}{got}") from None

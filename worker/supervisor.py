@@ -24,8 +24,8 @@ from types import FrameType
 from redis import Redis
 from redis.exceptions import RedisError
 
+from fleetkit.core.liveness import Liveness
 from fleetkit.worker.fleet_worker import NOTICE_FILE, FleetJob
-from fleetkit.worker.liveness import Liveness
 from fleetkit.worker.notices import TerminationNotice, TerminationNoticeSource
 from fleetkit.worker.settings import WorkerSettings
 

@@ -6,6 +6,7 @@ from troposphere import GetAtt, Output, Ref, Template
 from troposphere.autoscaling import AutoScalingGroup, LaunchTemplateSpecification
 from troposphere.ec2 import LaunchTemplate
 
+from fleetkit.core.environment import Environment
 from fleetkit.infra.blueprints.common import (
     ROLE_AUTOSCALER,
     SUBNETS_PARAMETER,
@@ -16,7 +17,6 @@ from fleetkit.infra.blueprints.common import (
 from fleetkit.infra.blueprints.iam import add_autoscaler_role
 from fleetkit.infra.blueprints.pool import group_tags, imdsv2_template_data
 from fleetkit.infra.blueprints.userdata import pointer_user_data
-from fleetkit.infra.environment import Environment
 
 __all__ = ["add_autoscaler_group"]
 

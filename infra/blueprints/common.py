@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from troposphere import Parameter, Sub, Template
 
-from fleetkit.infra.tags import (
+from fleetkit.core.tags import (
     LAUNCHING_HOOK,
     ROLE_AUTOSCALER,
     ROLE_WORKER,

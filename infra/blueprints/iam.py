@@ -9,6 +9,7 @@ from troposphere import GetAtt, Output, Ref, Sub, Template
 from troposphere.iam import InstanceProfile, Role
 from troposphere.iam import Policy as InlinePolicy
 
+from fleetkit.core.environment import Environment
 from fleetkit.infra.blueprints.common import (
     ROLE_WORKER,
     TAG_ENV,
@@ -17,7 +18,6 @@ from fleetkit.infra.blueprints.common import (
     artifact_prefix,
     asg_arn_pattern,
 )
-from fleetkit.infra.environment import Environment
 
 __all__ = ["InstanceIdentity", "add_autoscaler_role", "add_worker_role"]
 

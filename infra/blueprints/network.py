@@ -5,8 +5,8 @@ from __future__ import annotations
 from troposphere import GetAtt, Parameter, Ref, Tags, Template
 from troposphere.ec2 import SecurityGroup, SecurityGroupRule
 
+from fleetkit.core.environment import Environment
 from fleetkit.infra.blueprints.common import SUBNETS_PARAMETER, TAG_ENV, VPC_PARAMETER
-from fleetkit.infra.environment import Environment
 
 __all__ = ["add_network"]
 

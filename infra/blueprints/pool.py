@@ -32,6 +32,8 @@ from troposphere.ec2 import (
 )
 from troposphere.ec2 import Tags as Ec2Tags
 
+from fleetkit.core.environment import Environment
+from fleetkit.core.settings import LaunchMode, PoolSettings
 from fleetkit.infra.blueprints.common import (
     LAUNCHING_HOOK,
     ROLE_WORKER,
@@ -48,7 +50,6 @@ from fleetkit.infra.blueprints.common import (
 )
 from fleetkit.infra.blueprints.iam import InstanceIdentity, add_worker_role
 from fleetkit.infra.blueprints.userdata import pointer_user_data
-from fleetkit.infra.environment import Environment, LaunchMode, PoolSettings
 
 __all__ = ["add_pool", "group_tags", "imdsv2_template_data"]
 

@@ -8,11 +8,11 @@ from typing import Any
 import yaml
 from troposphere import Template
 
+from fleetkit.core.environment import Environment
 from fleetkit.infra.blueprints.autoscaler import add_autoscaler_group
 from fleetkit.infra.blueprints.network import add_network
 from fleetkit.infra.blueprints.pool import add_pool
 from fleetkit.infra.blueprints.storage import add_artifact_bucket
-from fleetkit.infra.environment import Environment
 
 __all__ = ["FleetBlueprint"]
 

@@ -20,8 +20,8 @@ from troposphere.s3 import (
     VersioningConfiguration,
 )
 
+from fleetkit.core.environment import Environment
 from fleetkit.infra.blueprints.common import TAG_ENV
-from fleetkit.infra.environment import Environment
 
 __all__ = ["add_artifact_bucket"]
 

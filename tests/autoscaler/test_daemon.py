@@ -18,14 +18,14 @@ from rq import Queue
 
 from fleetkit.autoscaler.daemon import Autoscaler
 from fleetkit.autoscaler.fakes import FakeQueueDepthSource, InMemoryCapacityProvider
-from fleetkit.autoscaler.keys import hold_key, leader_key, record_key
 from fleetkit.autoscaler.leader import LeaderLock
 from fleetkit.autoscaler.metrics import AutoscalerMetrics
 from fleetkit.autoscaler.model import Action, GroupState, QueueLoad, QueueReading
 from fleetkit.autoscaler.policy import QueueDrainPolicy
 from fleetkit.autoscaler.rq_source import RqQueueDepthSource
-from fleetkit.infra.environment import Environment
-from fleetkit.worker.liveness import Liveness
+from fleetkit.core.environment import Environment
+from fleetkit.core.liveness import Liveness
+from fleetkit.core.schema import KEYS
 from tests.worker import jobs
 
 
@@ -71,7 +71,7 @@ def daemon(
         source=source,
         provider=provider,
         policy=QueueDrainPolicy(),
-        lock=LeaderLock(redis, leader_key(env.name), ttl_s=30, owner=owner),
+        lock=LeaderLock(redis, env.name, ttl_s=30, owner=owner),
         metrics=AutoscalerMetrics(interval_s=10),
         dry_run=dry_run,
         clock=clock,
@@ -95,7 +95,7 @@ def test_a_burst_scales_out_in_one_tick_and_logs_why(
     line = json.loads(caplog.records[-1].getMessage())
     assert line["pool"] == "workers" and line["action"] == "scale-out" and line["applied"]
     assert "spot desired 0 → 10" in line["reason"]
-    record = json.loads(redis.get(record_key("test", "workers")) or "{}")
+    record = json.loads(redis.get(KEYS.decision("test", "workers")) or "{}")
     assert record["decision"]["target"] == 10
 
 
@@ -202,7 +202,7 @@ def test_dry_run_decides_and_logs_but_changes_nothing(
     assert (line["action"], line["desired"]) == ("scale-out", {"spot": 10})
     assert fleet.calls == []
     assert fleet.read()["workers"] == before
-    assert redis.get(leader_key("test")) is None  # a dry run never blocks the real daemon
+    assert redis.get(KEYS.leader("test")) is None  # a dry run never blocks the real daemon
     assert redis.keys("fleetkit:test:*") == []  # no record, no stored group members
 
 
@@ -274,16 +274,16 @@ def test_sigterm_mid_tick_finishes_the_tick_then_stops_and_releases_the_lock(
     try:
         assert fleet.entered.wait(timeout=30), "the tick never reached set_desired"
         scaler.stop()  # what the SIGTERM handler does, while the change is in flight
-        assert redis.get(record_key("test", "workers")) is None  # the tick is not over yet
+        assert redis.get(KEYS.decision("test", "workers")) is None  # the tick is not over yet
     finally:
         fleet.release.set()
         runner.join(timeout=30)
 
     assert not runner.is_alive()
     assert fleet.calls == [("set_desired", "workers-spot", 10)]
-    record = json.loads(redis.get(record_key("test", "workers")) or "{}")
+    record = json.loads(redis.get(KEYS.decision("test", "workers")) or "{}")
     assert record["decision"]["action"] == "scale-out" and record["applied"] is True
-    assert redis.get(leader_key("test")) is None
+    assert redis.get(KEYS.leader("test")) is None
 
 
 def tick_round_trips(redis: Redis, round_trips: Callable[[], int], workers: int) -> int:
@@ -299,7 +299,7 @@ def tick_round_trips(redis: Redis, round_trips: Callable[[], int], workers: int)
             redis.hset(f"rq:worker:w{n}", "current_job", f"job-{n}")
     for _ in range(5):
         Queue("default", connection=redis).enqueue(jobs.slow, 1)
-    source = RqQueueDepthSource(redis, hold_key=lambda pool: hold_key("test", pool))
+    source = RqQueueDepthSource(redis, env="test")
     scaler = daemon(redis, source, fleet)
     for _ in range(2):  # warm-up: the lock, the scripts, the stored memory
         scaler.tick()

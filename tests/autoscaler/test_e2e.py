@@ -25,20 +25,18 @@ from rq.job import Job, JobStatus
 from fleetkit.autoscaler.asg import AsgCapacityProvider
 from fleetkit.autoscaler.daemon import Autoscaler
 from fleetkit.autoscaler.holds import HoldStore
-from fleetkit.autoscaler.keys import hold_key, leader_key
 from fleetkit.autoscaler.leader import LeaderLock
 from fleetkit.autoscaler.manual import scale
 from fleetkit.autoscaler.metrics import AutoscalerMetrics
 from fleetkit.autoscaler.policy import QueueDrainPolicy
 from fleetkit.autoscaler.rq_source import RqQueueDepthSource
-from fleetkit.infra.environment import ENVIRONMENTS_DIR, load_environment
-from fleetkit.worker.fleet_worker import QUEUE_STATS_KEY
-from fleetkit.worker.liveness import Liveness
-from fleetkit.worker.settings import HEARTBEAT_TTL_S
+from fleetkit.core.environment import ENVIRONMENTS_DIR, load_environment
+from fleetkit.core.liveness import HEARTBEAT_TTL_S, Liveness
+from fleetkit.core.schema import KEYS
+from tests.core.test_handback import running_job
 from tests.redis_server import RedisServer, free_port
 from tests.worker import jobs
 from tests.worker.procs import wait_for
-from tests.worker.test_handback import running_job
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +148,7 @@ def test_scale_500_holds_against_an_empty_queue_until_released(fleet: Path, redi
     assert groups()["spot"]["DesiredCapacity"] == 500
     assert len(spot_ids()) == 500
     redis = Redis.from_url(redis_url)
-    assert redis.pttl(hold_key("local", "workers")) > 29 * 60 * 1000
+    assert redis.pttl(KEYS.hold("local", "workers")) > 29 * 60 * 1000
 
     tick = autoscaler("run", "--env", str(fleet), "--once", redis_url=redis_url)
     assert tick.returncode == 0, tick.stderr
@@ -160,7 +158,7 @@ def test_scale_500_holds_against_an_empty_queue_until_released(fleet: Path, redi
     released = autoscaler("release", "workers", "--env", str(fleet), redis_url=redis_url)
     assert released.returncode == 0, released.stderr
     assert "hold released" in released.stdout
-    assert redis.get(hold_key("local", "workers")) is None
+    assert redis.get(KEYS.hold("local", "workers")) is None
 
 
 def test_scale_500_is_one_set_desired_capacity_call(fleet: Path, redis_url: str) -> None:
@@ -207,7 +205,7 @@ def test_bad_scale_arguments_exit_2_and_change_nothing(
     before = spot_ids()
     redis = Redis.from_url(redis_url)
     HoldStore(redis, "local").set("workers", 2, 600, by="earlier")
-    hold = redis.get(hold_key("local", "workers"))
+    hold = redis.get(KEYS.hold("local", "workers"))
 
     ran = autoscaler("scale", *args, "--env", str(fleet), redis_url=redis_url)
 
@@ -217,8 +215,8 @@ def test_bad_scale_arguments_exit_2_and_change_nothing(
     assert lines[0].startswith("autoscaler: error: ")
     assert groups()["spot"]["DesiredCapacity"] == 2
     assert spot_ids() == before
-    assert redis.get(hold_key("local", "workers")) == hold
-    assert redis.pttl(hold_key("local", "workers")) > 0
+    assert redis.get(KEYS.hold("local", "workers")) == hold
+    assert redis.pttl(KEYS.hold("local", "workers")) > 0
 
 
 def test_redis_stopped_keeps_capacity(fleet: Path, tmp_path: Path) -> None:
@@ -298,8 +296,8 @@ def test_run_once_requeues_the_job_of_a_dead_worker(fleet: Path, redis_url: str)
     job = running_job(redis, worker="w1")
     liveness = Liveness(redis, ttl_s=HEARTBEAT_TTL_S)
     liveness.beat("w1")
-    redis.hset(liveness.inflight_key, "w1", job.id)
-    redis.zadd(liveness.heartbeats_key, {"w1": 0})  # it stopped beating long ago
+    redis.hset(KEYS.inflight, "w1", job.id)
+    redis.zadd(KEYS.heartbeats, {"w1": 0})  # it stopped beating long ago
 
     ran = autoscaler("run", "--env", str(fleet), "--once", redis_url=redis_url)
 
@@ -317,23 +315,21 @@ def test_status_shows_the_rates_the_daemon_measured(fleet: Path, redis_url: str)
     daemon = Autoscaler(
         env,
         connection=redis,
-        source=RqQueueDepthSource(
-            redis, hold_key=lambda pool: hold_key("local", pool), clock=lambda: next(clock)
-        ),
+        source=RqQueueDepthSource(redis, env="local", clock=lambda: next(clock)),
         provider=AsgCapacityProvider(
             boto3.client("autoscaling", region_name=REGION),
             "local",
             ec2=boto3.client("ec2", region_name=REGION),
         ),
         policy=QueueDrainPolicy(),
-        lock=LeaderLock(redis, leader_key("local"), ttl_s=30),
+        lock=LeaderLock(redis, "local", ttl_s=30),
         metrics=AutoscalerMetrics(interval_s=10),
     )
     daemon.tick()
     for job in queued[:4]:  # four jobs of 2 s each end in the next 10 s; none arrives
         redis.lrem(queue.key, 0, job.id)
-    redis.hincrby(QUEUE_STATS_KEY, "default:done", 4)
-    redis.hincrbyfloat(QUEUE_STATS_KEY, "default:seconds", 8.0)
+    redis.hincrby(KEYS.queue_stats, "default:done", 4)
+    redis.hincrbyfloat(KEYS.queue_stats, "default:seconds", 8.0)
     assert not daemon.tick().errors
 
     ran = autoscaler("status", "--env", str(fleet), "--json", redis_url=redis_url)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 
-from fleetkit.autoscaler.errors import UsageError
 from fleetkit.autoscaler.holds import HoldStore, parse_duration
-from fleetkit.autoscaler.keys import hold_key
+from fleetkit.core.errors import UsageError
+from fleetkit.core.schema import KEYS
 
 DURATIONS = [
     ("zero", "0", 0.0),
@@ -45,7 +45,7 @@ def test_a_hold_expires_with_its_duration_and_release_ends_it(redis: Redis) -> N
     hold = store.set("workers", 500, 1800)
     assert hold is not None and (hold.count, hold.until) == (500, 2800.0)
     assert store.get("workers") == hold
-    assert 1_799_000 < redis.pttl(hold_key("staging", "workers")) <= 1_800_000
+    assert 1_799_000 < redis.pttl(KEYS.hold("staging", "workers")) <= 1_800_000
 
     assert store.release("workers") is True
     assert store.get("workers") is None

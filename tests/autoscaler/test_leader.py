@@ -9,14 +9,16 @@ from redis import Redis
 
 from fleetkit.autoscaler.errors import NotLeader, SourceUnavailable
 from fleetkit.autoscaler.leader import LeaderLock
+from fleetkit.core.schema import KEYS
 from tests.redis_server import free_port
 
-KEY = "fleetkit:test:autoscaler:leader"
+ENV = "test"
+KEY = KEYS.leader(ENV)
 
 
 def test_of_two_daemons_exactly_one_leads_and_renews(redis: Redis) -> None:
-    first = LeaderLock(redis, KEY, ttl_s=5, owner="a")
-    second = LeaderLock(redis, KEY, ttl_s=5, owner="b")
+    first = LeaderLock(redis, ENV, ttl_s=5, owner="a")
+    second = LeaderLock(redis, ENV, ttl_s=5, owner="b")
     assert first.acquire() is True
     assert second.acquire() is False
     assert first.acquire() is True  # renewing keeps it
@@ -27,8 +29,8 @@ def test_of_two_daemons_exactly_one_leads_and_renews(redis: Redis) -> None:
 def test_a_lapsed_lock_passes_on_with_a_higher_epoch_and_fences_the_old_leader(
     redis: Redis,
 ) -> None:
-    old = LeaderLock(redis, KEY, ttl_s=0.3, owner="old")
-    new = LeaderLock(redis, KEY, ttl_s=5, owner="new")
+    old = LeaderLock(redis, ENV, ttl_s=0.3, owner="old")
+    new = LeaderLock(redis, ENV, ttl_s=5, owner="new")
     assert old.acquire()
     time.sleep(0.5)  # the old leader stalled past its TTL
     assert new.acquire()
@@ -45,8 +47,8 @@ def test_a_lapsed_lock_passes_on_with_a_higher_epoch_and_fences_the_old_leader(
 
 
 def test_release_lets_the_next_daemon_lead_at_once(redis: Redis) -> None:
-    first = LeaderLock(redis, KEY, ttl_s=30, owner="a")
-    second = LeaderLock(redis, KEY, ttl_s=30, owner="b")
+    first = LeaderLock(redis, ENV, ttl_s=30, owner="a")
+    second = LeaderLock(redis, ENV, ttl_s=30, owner="b")
     assert first.acquire()
     first.release()
     assert second.acquire()
@@ -55,7 +57,7 @@ def test_release_lets_the_next_daemon_lead_at_once(redis: Redis) -> None:
 
 
 def test_unreachable_redis_means_not_leading() -> None:
-    lock = LeaderLock(Redis(port=free_port(), socket_connect_timeout=0.5), KEY, ttl_s=5)
+    lock = LeaderLock(Redis(port=free_port(), socket_connect_timeout=0.5), ENV, ttl_s=5)
     with pytest.raises(SourceUnavailable):
         lock.acquire()
     assert lock.token is None

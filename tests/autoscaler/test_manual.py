@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 
-from fleetkit.autoscaler.errors import CapacityUnavailable, UsageError
+from fleetkit.autoscaler.errors import CapacityUnavailable
 from fleetkit.autoscaler.fakes import InMemoryCapacityProvider
 from fleetkit.autoscaler.holds import HoldStore
 from fleetkit.autoscaler.manual import plan_scale, release, scale
 from fleetkit.autoscaler.model import Capacity, Hold
+from fleetkit.core.errors import UsageError
 from tests.autoscaler.test_daemon import environment
 
 

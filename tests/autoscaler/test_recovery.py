@@ -13,13 +13,13 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from fleetkit.autoscaler.fakes import FakeQueueDepthSource, InMemoryCapacityProvider
-from fleetkit.autoscaler.keys import members_key
-from fleetkit.worker.liveness import Liveness
+from fleetkit.core.liveness import Liveness
+from fleetkit.core.schema import KEYS
 from tests.autoscaler.test_daemon import Clock, daemon, provider, reading
+from tests.core.test_handback import running_job
 from tests.redis_server import RedisServer
 from tests.worker import jobs
 from tests.worker.procs import wait_for
-from tests.worker.test_handback import running_job
 
 # Short, so that a Redis server is soon "up for a TTL"; the workers' beats use the same.
 TTL = 2.0
@@ -38,17 +38,17 @@ def busy_worker(redis: Redis, worker: str, instance: str | None = None) -> Job:
     job = running_job(redis, worker=worker)
     liveness = Liveness(redis, ttl_s=TTL)
     liveness.beat(worker, instance)
-    redis.hset(liveness.inflight_key, worker, job.id)
+    redis.hset(KEYS.inflight, worker, job.id)
     return job
 
 
 def kill(redis: Redis, worker: str) -> None:
     """Its last heartbeat long ago: the worker is dead to any sweep."""
-    redis.zadd(Liveness(redis, ttl_s=TTL).heartbeats_key, {worker: 0})
+    redis.zadd(KEYS.heartbeats, {worker: 0})
 
 
 def on_record(redis: Redis, worker: str) -> bool:
-    return redis.zscore(Liveness(redis, ttl_s=TTL).heartbeats_key, worker) is not None
+    return redis.zscore(KEYS.heartbeats, worker) is not None
 
 
 def test_a_dead_workers_job_goes_back_to_the_front_on_the_first_tick(redis: Redis) -> None:
@@ -148,7 +148,7 @@ def test_a_new_daemon_knows_the_instances_the_previous_one_saw(redis: Redis) -> 
     )
     first = daemon(redis, source, fleet, owner="a")
     first.run(10, once=True)  # one tick, then it stops and lets go of the lock
-    assert instance in (redis.get(members_key("test")) or b"").decode()
+    assert instance in (redis.get(KEYS.members("test")) or b"").decode()
     fleet.terminate(instance)  # while no daemon runs
 
     second = daemon(redis, source, fleet, owner="b")

@@ -16,8 +16,8 @@ from rq.job import Job
 from fleetkit.autoscaler.errors import SourceUnavailable
 from fleetkit.autoscaler.model import Hold, QueueLoad
 from fleetkit.autoscaler.rq_source import RqQueueDepthSource
-from fleetkit.worker.fleet_worker import QUEUE_STATS_KEY
-from fleetkit.worker.liveness import Liveness
+from fleetkit.core.liveness import Liveness
+from fleetkit.core.schema import KEYS
 from tests.autoscaler.test_rates import assert_load
 from tests.redis_server import free_port
 from tests.worker import jobs
@@ -45,8 +45,8 @@ def start(redis: Redis, queue: str, worker: str = "w-start") -> Job:
 
 def end(redis: Redis, queue: str, count: int, seconds: float) -> None:
     """Count jobs ended the way `worker.fleet_worker` does."""
-    redis.hincrby(QUEUE_STATS_KEY, f"{queue}:done", count)
-    redis.hincrbyfloat(QUEUE_STATS_KEY, f"{queue}:seconds", seconds)
+    redis.hincrby(KEYS.queue_stats, f"{queue}:done", count)
+    redis.hincrbyfloat(KEYS.queue_stats, f"{queue}:seconds", seconds)
 
 
 def running(redis: Redis, worker: str, job_id: str = "job-1") -> None:
@@ -76,11 +76,11 @@ def test_one_read_of_every_pool(redis: Redis, redis_url: str, decode_responses: 
     start(redis, "g", "w-g2")
     end(redis, "g", 4, 10.0)
     Liveness(redis, ttl_s=TTL).beat("w-g1", "i-g")
-    redis.set("fleetkit:hold:gpu", json.dumps({"count": 2, "until": None}))
+    redis.set(KEYS.hold("test", "gpu"), json.dumps({"count": 2, "until": None}))
     pools = {"cpu": ["a", "b"], "gpu": ["g"], "shared": ["b", "b"], "empty": [], "idle": ["x"]}
     # rq itself needs bytes replies (its jobs are pickled); the source works with either.
     client = Redis.from_url(redis_url, decode_responses=decode_responses)
-    source = RqQueueDepthSource(client, hold_key=lambda pool: f"fleetkit:hold:{pool}")
+    source = RqQueueDepthSource(client, env="test")
 
     reading = source.read(pools)
     client.close()
@@ -149,11 +149,11 @@ def test_the_in_flight_record_alone_makes_an_instance_busy(redis: Redis) -> None
     liveness = Liveness(redis, ttl_s=TTL)
     liveness.beat("w1", "i-1")
     liveness.beat("w2", "i-2")
-    redis.hset(liveness.inflight_key, "w1", "job-1")
+    redis.hset(KEYS.inflight, "w1", "job-1")
 
     assert RqQueueDepthSource(redis).read({}).busy_instances == {"i-1"}
 
-    redis.hdel(liveness.inflight_key, "w1")  # the job ended
+    redis.hdel(KEYS.inflight, "w1")  # the job ended
     assert RqQueueDepthSource(redis).read({}).busy_instances == frozenset()
 
 
@@ -190,8 +190,8 @@ def test_holds_parsed_and_bad_ones_ignored_with_a_warning(
     redis: Redis, caplog: pytest.LogCaptureFixture, raw: str | bytes | None, expected: Hold | None
 ) -> None:
     if raw is not None:
-        redis.set("fleetkit:hold:cpu", raw)
-    source = RqQueueDepthSource(redis, hold_key=lambda pool: f"fleetkit:hold:{pool}")
+        redis.set(KEYS.hold("test", "cpu"), raw)
+    source = RqQueueDepthSource(redis, env="test")
 
     with caplog.at_level(logging.WARNING, logger="fleetkit.autoscaler.rq_source"):
         reading = source.read({"cpu": ["a"], "gpu": ["b"]})
@@ -200,13 +200,13 @@ def test_holds_parsed_and_bad_ones_ignored_with_a_warning(
     warned = [r.getMessage() for r in caplog.records]
     if raw is not None and expected is None:
         assert len(warned) == 1
-        assert "pool cpu at fleetkit:hold:cpu" in warned[0]
+        assert "pool cpu at fleetkit:test:hold:cpu" in warned[0]
     else:
         assert warned == []
 
 
-def test_holds_not_read_without_a_hold_key(redis: Redis) -> None:
-    redis.set("fleetkit:hold:cpu", json.dumps({"count": 3, "until": None}))
+def test_holds_not_read_without_an_environment(redis: Redis) -> None:
+    redis.set(KEYS.hold("test", "cpu"), json.dumps({"count": 3, "until": None}))
     reading = RqQueueDepthSource(redis).read({"cpu": ["a"]})
     assert reading.holds == {}
 
@@ -297,7 +297,7 @@ def test_round_trips_per_read_do_not_grow_with_the_fleet(
     for q in range(queues):
         enqueue(redis, f"q{q:03}", 1)
     pools = {f"pool{p}": [f"q{q:03}" for q in range(p, queues, 10)] for p in range(10)}
-    source = RqQueueDepthSource(redis, hold_key=lambda pool: f"fleetkit:hold:{pool}")
+    source = RqQueueDepthSource(redis, env="test")
     redis.ping()  # connected before counting: the handshake is not the read's
     before = round_trips()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fleetkit.core.environment import Environment, load_environment
 from fleetkit.infra.blueprints import FleetBlueprint
-from fleetkit.infra.environment import Environment, load_environment
 
 
 def environment(name: str = "staging", **pool_changes: Any) -> Environment:

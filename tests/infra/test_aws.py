@@ -7,9 +7,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from fleetkit.infra.aws import AwsClients, resolve_network, resolve_redis_url
-from fleetkit.infra.environment import Environment, load_environment
-from fleetkit.infra.errors import ConfigError
+from fleetkit.core.aws import AwsClients, resolve_redis_url
+from fleetkit.core.environment import Environment, load_environment
+from fleetkit.core.errors import ConfigError
+from fleetkit.infra.network import resolve_network
 
 REGION = "us-east-1"
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from fleetkit.core.environment import Environment
 from fleetkit.infra.blueprints import FleetBlueprint
-from fleetkit.infra.environment import Environment
 from tests.infra.helpers import environment, legacy, rendered, resources_of
 
 ASG = "AWS::AutoScaling::AutoScalingGroup"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from fleetkit.core.environment import Environment
 from fleetkit.infra.blueprints import FleetBlueprint
 from fleetkit.infra.checks import check_template, lint_template, verify_template
-from fleetkit.infra.environment import Environment
 from fleetkit.infra.errors import LintError, TemplateError
 from tests.infra.helpers import environment, legacy, rendered
 

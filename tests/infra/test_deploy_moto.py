@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from fleetkit.infra.environment import ENVIRONMENTS_DIR
+from fleetkit.core.environment import ENVIRONMENTS_DIR
 
 pytestmark = pytest.mark.e2e
 

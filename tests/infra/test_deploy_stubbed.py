@@ -21,7 +21,8 @@ from rich.console import Console
 
 import fleetkit.infra.cli
 import fleetkit.infra.deploy
-from fleetkit.infra.aws import AwsClients, Network
+from fleetkit.core.aws import AwsClients
+from fleetkit.core.environment import Environment, load_environment
 from fleetkit.infra.blueprints import FleetBlueprint
 from fleetkit.infra.blueprints.common import TAG_ENV
 from fleetkit.infra.cli import main
@@ -32,8 +33,8 @@ from fleetkit.infra.deploy import (
     destroy,
     stack_parameters,
 )
-from fleetkit.infra.environment import Environment, load_environment
 from fleetkit.infra.errors import StackBusyError, StackError, StackProtectedError
+from fleetkit.infra.network import Network
 from fleetkit.infra.stacks import ChangeSetPlan, CloudFormationStacks, StackEvent, StackState
 
 REGION = "us-east-1"

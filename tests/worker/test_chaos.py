@@ -20,7 +20,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from fleetkit.worker.handback import HANDBACK_META
+from fleetkit.core.handback import HANDBACK_META
 from tests.worker import jobs
 from tests.worker.procs import kill_group, settings, start_worker, stop, wait_for
 

@@ -14,8 +14,8 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from fleetkit.worker.fleet_worker import QUEUE_STATS_KEY
-from fleetkit.worker.handback import HANDBACK_META, HARD_KILLS_META
+from fleetkit.core.handback import HANDBACK_META, HARD_KILLS_META
+from fleetkit.core.schema import KEYS
 from tests.worker import jobs
 from tests.worker.procs import kill_group, runs, settings, start_worker, stop, wait_for
 
@@ -169,7 +169,7 @@ def test_ended_jobs_are_counted_per_queue_for_the_autoscaler(
     _, worker = start_worker(settings(redis_url, tmp_path, forking=False, burst=True))
     try:
         wait_for(lambda: worker.poll() is not None, 20, "the burst worker to finish")
-        stats = {k.decode(): float(v) for k, v in redis.hgetall(QUEUE_STATS_KEY).items()}
+        stats = {k.decode(): float(v) for k, v in redis.hgetall(KEYS.queue_stats).items()}
         assert stats["default:done"] == 3  # finished and failed alike
         assert stats["default:seconds"] >= 0.4
     finally:

@@ -7,6 +7,7 @@ import itertools
 import pytest
 from redis import Redis
 
+from fleetkit.core.schema import RedisSchema
 from fleetkit.worker import health as health_module
 from fleetkit.worker.health import HealthPolicy, WorkerHealth, instance_digest, judge
 
@@ -188,13 +189,13 @@ def test_instance_digest(
     redis: Redis, failing_workers: list[str], workers: list[str], healthy: bool
 ) -> None:
     for worker in workers:
-        health = WorkerHealth(redis, worker, POLICY, prefix="fk")
+        health = WorkerHealth(redis, worker, POLICY, keys=RedisSchema("fk"))
         if worker.endswith("never-recorded"):
             continue
         for i in range(6):
             health.record_job(ok=worker not in failing_workers, now=T0 + i)
 
-    digest = instance_digest(redis, workers, POLICY, prefix="fk", now=T0 + 10)
+    digest = instance_digest(redis, workers, POLICY, keys=RedisSchema("fk"), now=T0 + 10)
 
     assert digest["healthy"] is healthy
     assert [w["worker"] for w in digest["workers"]] == workers

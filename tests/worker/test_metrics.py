@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from redis import Redis
 
+from fleetkit.core.schema import RedisSchema
 from fleetkit.worker.metrics import (
     DURATION_BUCKETS,
     PICKUP_BUCKETS,
@@ -152,8 +153,8 @@ def test_no_workers_still_renders(redis: Redis) -> None:
 
 
 def test_hash_expires_and_sits_under_prefix(redis: Redis) -> None:
-    metrics = WorkerMetrics(redis, A, prefix="fk", ttl_s=120)
+    metrics = WorkerMetrics(redis, A, keys=RedisSchema("fk"), ttl_s=120)
     metrics.job_started(0.01)
     assert 0 < redis.ttl(f"fk:metrics:{A}") <= 120
-    found = samples(render_prometheus(redis, [A], prefix="fk"))
+    found = samples(render_prometheus(redis, [A], keys=RedisSchema("fk")))
     assert value(found, "fleetkit_jobs_started_total", worker=A) == 1

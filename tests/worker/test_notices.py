@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleetkit.core.lifecycle import asg_lifecycle_states
 from fleetkit.worker.notices import (
     FixedNoticeSource,
     MalformedNotice,
@@ -116,8 +117,18 @@ def test_parse_rebalance_rejects_malformed(body: str) -> None:
         ("Terminated\n", "Terminated"),
         ("Terminating:Wait", "Terminating:Wait"),
         ("Warmed:Terminated", "Warmed:Terminated"),
+        # Missing from the hand-kept list this replaced: the notice was dropped as malformed.
+        ("Terminating:Retained", "Terminating:Retained"),
+        ("Warmed:Terminating:Retained", "Warmed:Terminating:Retained"),
     ],
-    ids=["terminated", "trailing-newline", "terminating-wait", "warm-pool-terminated"],
+    ids=[
+        "terminated",
+        "trailing-newline",
+        "terminating-wait",
+        "warm-pool-terminated",
+        "terminating-retained",
+        "warm-pool-terminating-retained",
+    ],
 )
 def test_parse_lifecycle_state_termination(body: str, action: str) -> None:
     parsed = parse_lifecycle_state(body, NOW)
@@ -142,6 +153,14 @@ def test_parse_lifecycle_state_termination(body: str, action: str) -> None:
 )
 def test_parse_lifecycle_state_no_notice(body: str) -> None:
     assert parse_lifecycle_state(body, NOW) is None
+
+
+def test_every_state_of_the_auto_scaling_api_parses() -> None:
+    """Each LifecycleState botocore knows is a notice or no notice, never a malformed body."""
+    states = asg_lifecycle_states()
+    assert len(states) >= 30
+    notices = {s for s in states if parse_lifecycle_state(s, NOW) is not None}
+    assert notices == {s for s in states if "Terminat" in s}
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fleetkit.infra.environment import load_environment
-from fleetkit.infra.errors import ConfigError
+from fleetkit.core.environment import load_environment
+from fleetkit.core.errors import ConfigError
 
 VALID = """
 region = "eu-west-1"

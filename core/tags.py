@@ -1,5 +1,5 @@
 """Names the stack puts on AWS resources and other parts read back: tag keys and values, hook
-names. No troposphere here, so the autoscaler and worker can import it cheaply.
+names. Pure constants, so every package can import them cheaply.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from fleetkit.core.environment import Environment, load_environment
+from fleetkit.core.errors import ConfigError
+from fleetkit.core.settings import LaunchMode
 from fleetkit.infra.cli import main
-from fleetkit.infra.environment import Environment, LaunchMode, load_environment
-from fleetkit.infra.errors import ConfigError
 
 VALID = """
 region = "eu-west-1"

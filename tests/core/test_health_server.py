@@ -1,22 +1,25 @@
-"""The instance endpoint over real HTTP, fed by the real Redis-backed providers."""
+"""The health/metrics endpoint over real HTTP, fed by the worker's real Redis-backed providers."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from fleetkit.core.health_server import HealthServer
 from fleetkit.worker.health import HealthPolicy, WorkerHealth, instance_digest
-from fleetkit.worker.health_server import METRICS_CONTENT_TYPE, HealthServer
-from fleetkit.worker.metrics import WorkerMetrics, render_prometheus
+from fleetkit.worker.metrics import WorkerMetrics, WorkerMetricsCollector
 
 WORKERS = ["i-0abc.1", "i-0abc.2"]
 POLICY = HealthPolicy(max_consecutive_failures=3)
@@ -52,8 +55,19 @@ class Providers:
     def health(self) -> dict[str, Any]:
         return instance_digest(self.redis, WORKERS, POLICY)
 
-    def metrics(self) -> bytes:
-        return render_prometheus(self.redis, WORKERS, extra_gauges={"draining": 0})
+    def registry(self) -> CollectorRegistry:
+        # The collector asks for the client on each scrape, so the test can switch it.
+        collector = WorkerMetricsCollector(self.redis, lambda: WORKERS, lambda: {"draining": 0})
+        providers = self
+
+        class Switchable:
+            def collect(self) -> Iterable[Metric]:
+                collector.redis = providers.redis
+                return collector.collect()
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Switchable())
+        return registry
 
 
 @pytest.fixture
@@ -68,7 +82,7 @@ def providers(redis: Redis) -> Providers:
 
 @pytest.fixture
 def server(providers: Providers) -> Iterator[HealthServer]:
-    with HealthServer("127.0.0.1", 0, providers.health, providers.metrics) as running:
+    with HealthServer("127.0.0.1", 0, providers.health, providers.registry()) as running:
         yield running
 
 
@@ -106,7 +120,7 @@ def test_failing_worker_answers_503_with_same_digest(server: HealthServer, redis
 def test_metrics_are_prometheus_text(server: HealthServer) -> None:
     status, content_type, body = get(server.port, "/metrics")
     assert status == 200
-    assert content_type == METRICS_CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
     finished = families["fleetkit_jobs_finished"]
     assert sorted((s.labels["worker"], s.value) for s in finished.samples) == [
@@ -143,7 +157,7 @@ def test_redis_down_fails_requests_but_not_the_server(
 
 
 def test_stop_releases_the_port(providers: Providers) -> None:
-    server = HealthServer("127.0.0.1", 0, providers.health, providers.metrics)
+    server = HealthServer("127.0.0.1", 0, providers.health, providers.registry())
     server.start()
     port = server.port
     assert get(port, "/healthz")[0] == 200
@@ -151,3 +165,22 @@ def test_stop_releases_the_port(providers: Providers) -> None:
     server.stop()  # idempotent
     with pytest.raises(ConnectionRefusedError):
         get(port, "/healthz")
+
+
+def test_metrics_speak_openmetrics_and_gzip_when_asked(server: HealthServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request(
+            "GET",
+            "/metrics",
+            headers={"Accept": "application/openmetrics-text", "Accept-Encoding": "gzip"},
+        )
+        response = conn.getresponse()
+        body = gzip.decompress(response.read()).decode()
+    finally:
+        conn.close()
+    assert response.status == 200
+    assert response.getheader("Content-Type", "").startswith("application/openmetrics-text")
+    assert response.getheader("Content-Encoding") == "gzip"
+    assert body.endswith("# EOF\n")
+    assert 'fleetkit_jobs_finished_total{worker="i-0abc.1"} 1.0' in body

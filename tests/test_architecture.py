@@ -1,0 +1,226 @@
+"""The shape the packages keep: one namespace, dependencies that point at the core only, and
+instances that load only their runtime.
+
+The import graph is read from the source (every `import`, at any depth), so a forbidden import
+fails here before it reaches an instance. The same checks run on a small tree of broken modules,
+to show they can fail.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("core", "infra", "worker", "autoscaler", "bootstrap", "cookbooks")
+# What each part may import of the others (besides itself).
+ALLOWED = {
+    "core": set(),
+    "infra": {"core"},
+    "worker": {"core"},
+    "autoscaler": {"core"},
+    "bootstrap": {"core"},
+    "cookbooks": {"core"},
+}
+# The deploy side: never on an instance (and never loaded by the instance CLIs).
+DEPLOY_ONLY = {"troposphere", "awacs", "cfnlint", "jinja2", "fabric"}
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module, dotted
+    target: str  # what it imports, dotted
+    runtime: bool  # False inside `if TYPE_CHECKING:`
+    maybe: bool = False  # `from a import b`: b may be a module (a.b) or a name in a
+
+
+def _module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(["fleetkit", *parts])
+
+
+def imports_of(root: Path) -> Iterator[Import]:
+    """Every import in every module of the parts under `root`."""
+    for part in PARTS:
+        for path in sorted((root / part).rglob("*.py")):
+            module = _module_name(root, path)
+            tree = ast.parse(path.read_text(), str(path))
+            yield from _walk(tree, module, runtime=True)
+
+
+def _walk(node: ast.AST, module: str, *, runtime: bool) -> Iterator[Import]:
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            for inner in child.body:
+                yield from _walk_one(inner, module, runtime=False)
+            for inner in child.orelse:
+                yield from _walk_one(inner, module, runtime=runtime)
+            continue
+        yield from _walk_one(child, module, runtime=runtime)
+
+
+def _walk_one(node: ast.AST, module: str, *, runtime: bool) -> Iterator[Import]:
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            yield Import(module, alias.name, runtime)
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        yield Import(module, node.module, runtime)
+        for alias in node.names:  # `from fleetkit.core import errors` imports a module too
+            yield Import(module, f"{node.module}.{alias.name}", runtime, maybe=True)
+    yield from _walk(node, module, runtime=runtime)
+
+
+def _part(dotted: str) -> str | None:
+    pieces = dotted.split(".")
+    return pieces[1] if pieces[0] == "fleetkit" and len(pieces) > 1 else None
+
+
+def direction_violations(root: Path) -> list[str]:
+    """Imports that break the one namespace or point anywhere but at the core."""
+    found = []
+    for imp in imports_of(root):
+        if imp.maybe:
+            continue
+        top = imp.target.split(".")[0]
+        if top in PARTS:
+            found.append(f"{imp.module} imports {imp.target}: only fleetkit.{top} exists")
+        source, target = _part(imp.module), _part(imp.target)
+        crossing = source in ALLOWED and target in PARTS and target != source
+        if crossing and target not in ALLOWED[source]:
+            found.append(f"{imp.module} imports {imp.target}: {source} may not use {target}")
+    return sorted(set(found))
+
+
+def loaded_by(root: Path, start: str) -> set[str]:
+    """Every module `import start` can load at run time: fleetkit's own, followed through
+    every import at any depth (a function's lazy import included), plus the external
+    top-level packages they name."""
+    graph: dict[str, set[str]] = {}
+    for imp in imports_of(root):
+        if imp.runtime:
+            graph.setdefault(imp.module, set()).add(imp.target)
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parents = module.split(".")
+        # Importing a.b.c runs a/__init__ and a/b/__init__ first.
+        todo += [".".join(parents[:i]) for i in range(2, len(parents))]
+        for target in graph.get(module, ()):
+            todo.append(target if target.startswith("fleetkit.") else target.split(".")[0])
+    return seen
+
+
+def test_packages_depend_on_the_core_and_never_on_each_other() -> None:
+    assert direction_violations(ROOT) == []
+
+
+@pytest.mark.parametrize(
+    "cli", ["fleetkit.worker.cli", "fleetkit.autoscaler.cli", "fleetkit.worker.process"]
+)
+def test_instance_programs_load_nothing_of_the_deploy_side(cli: str) -> None:
+    loaded = loaded_by(ROOT, cli)
+    assert loaded & DEPLOY_ONLY == set()
+    assert not any(m.startswith("fleetkit.infra") for m in loaded)
+
+
+def test_the_forking_worker_loads_no_pydantic() -> None:
+    # Every job forks from this process: ~10 MB of pydantic would be copied into each.
+    assert "pydantic" not in loaded_by(ROOT, "fleetkit.worker.process")
+
+
+def test_the_instance_programs_really_load_nothing_of_the_deploy_side() -> None:
+    """The same, in a real interpreter: what `import` actually loaded."""
+    probe = (
+        "import sys, fleetkit.worker.cli, fleetkit.autoscaler.cli; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert loaded & DEPLOY_ONLY == set()
+    process = (
+        "import sys, fleetkit.worker.process; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", process], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert "pydantic" not in loaded
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for part in PARTS:
+        (root / part).mkdir(parents=True, exist_ok=True)
+        (root / part / "__init__.py").touch()
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return root
+
+
+def test_the_checks_catch_what_they_forbid(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "core/shared.py": "from fleetkit.worker import process\n",
+            "worker/cli.py": (
+                "def run():\n    from fleetkit.autoscaler.cli import main\n"
+                "    import fleetkit.worker.heavy\n"
+            ),
+            "worker/heavy.py": "import troposphere\n",
+            "autoscaler/cli.py": (
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n    import cfnlint\n"
+                "import worker.checkpoint\n"
+            ),
+        },
+    )
+    assert direction_violations(root) == [
+        "fleetkit.autoscaler.cli imports worker.checkpoint: only fleetkit.worker exists",
+        "fleetkit.core.shared imports fleetkit.worker: core may not use worker",
+        "fleetkit.worker.cli imports fleetkit.autoscaler.cli: worker may not use autoscaler",
+    ]
+    loaded = loaded_by(root, "fleetkit.worker.cli")
+    assert "troposphere" in loaded  # through a function's lazy import
+    assert "cfnlint" not in loaded  # a type-only import loads nothing
+
+
+def test_the_wheel_holds_fleetkit_and_nothing_else(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+            "--quiet", "--wheel-dir", str(tmp_path), str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("fleetkit-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {
+        "fleetkit",
+        wheel.name.split("-py")[0] + ".dist-info",
+    }
+    # The linked folders are in it as files, with the shipped environments.
+    for inside in (
+        "fleetkit/core/schema.py",
+        "fleetkit/worker/checkpoint.py",
+        "fleetkit/infra/environments/staging.toml",
+        "fleetkit/py.typed",
+    ):
+        assert inside in names
