@@ -12,7 +12,7 @@ places goes blind the day one side changes, so every key is built here, from one
 - rq's keys (`rq:…`) are rq's: listed (`RQ_KEYS`) so an audit can tell ours from theirs, built
   with rq's own helpers, never spelled here.
 
-`docs/architecture.md` shows the table `python -m fleetkit.core.schema` prints.
+`docs/architecture.md` shows the tables `python -m fleetkit.core.schema` prints.
 """
 
 from __future__ import annotations
@@ -223,6 +223,7 @@ def rq_keys() -> tuple[KeySpec, ...]:
     from redis import Redis
     from rq import registry
     from rq.executions import Execution, ExecutionRegistry
+    from rq.group import Group
     from rq.job import Job
     from rq.queue import Queue
     from rq.results import Result
@@ -235,6 +236,8 @@ def rq_keys() -> tuple[KeySpec, ...]:
     unconnected = Redis()
     queue = Queue("{queue}", connection=unconnected)
     execution = Execution("{execution}", "{job}", connection=unconnected)
+    # rq validates job ids: a stand-in id, then the placeholder in its place.
+    dependencies = Job("JOB", connection=unconnected).dependencies_key.replace("JOB", "{job}")
 
     def rq(template: str, kind: str, written: str, read: str) -> KeySpec:
         return KeySpec(template, kind, written, read, "rq's", owner="rq")
@@ -260,6 +263,8 @@ def rq_keys() -> tuple[KeySpec, ...]:
         *(rq(r.key_template.format("{queue}"), "zset", w, rd) for r, w, rd in registries),
         rq(Job.key_for("{job}"), "hash", "rq; fleetkit hand backs (status, meta)", "rq; fleetkit"),
         rq(Job.dependents_key_for("{job}"), "set", "rq", "rq"),
+        # rq 2.12 spells this one `rq:job::<id>:dependencies` (two colons); it is rq's name.
+        rq(dependencies, "set", "rq", "rq"),
         rq(Result.get_key("{job}"), "stream", "rq; fleetkit (failed after hard kills)", "rq"),
         rq(ExecutionRegistry.key_template.format("{job}"), "zset", "rq", "rq; fleetkit hand backs"),
         rq(execution.key, "hash", "rq", "rq"),
@@ -270,6 +275,7 @@ def rq_keys() -> tuple[KeySpec, ...]:
         rq(WORKERS_BY_QUEUE_KEY % "{queue}", "set", "rq", "rq"),
         rq(SCHEDULER_LOCKING_KEY_TEMPLATE % "{queue}", "string", "rq (scheduler lock)", "rq"),
         rq(WORKERS_SUSPENDED, "string", "`rq suspend`", "rq"),
+        rq(Group.REDIS_GROUP_KEY, "set", "rq", "rq (maintenance)"),
     )
 
 
@@ -285,5 +291,5 @@ def markdown_table(specs: Iterable[KeySpec]) -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # pragma: no cover - prints the documented table
-    sys.stdout.write(markdown_table(KEYS.specs()))
+if __name__ == "__main__":  # pragma: no cover - prints the documented tables
+    sys.stdout.write(markdown_table(KEYS.specs()) + "\n" + markdown_table(rq_keys()))
