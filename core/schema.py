@@ -12,7 +12,8 @@ places goes blind the day one side changes, so every key is built here, from one
 - rq's keys (`rq:…`) are rq's: listed (`RQ_KEYS`) so an audit can tell ours from theirs, built
   with rq's own helpers, never spelled here.
 
-`docs/architecture.md` shows the tables `python -m fleetkit.core.schema` prints.
+`docs/architecture.md` shows the tables `python -m fleetkit.core.schema` prints
+(`python -m fleetkit.core.schema docs/architecture.md` rewrites them there).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 __all__ = ["KEYS", "HealthKeys", "KeySpec", "RedisSchema", "rq_keys"]
 
@@ -291,5 +293,21 @@ def markdown_table(specs: Iterable[KeySpec]) -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # pragma: no cover - prints the documented tables
-    sys.stdout.write(markdown_table(KEYS.specs()) + "\n" + markdown_table(rq_keys()))
+def update_document(text: str) -> str:
+    """`text` with the tables between `<!-- schema: fleetkit|rq -->` and `<!-- /schema -->`
+    replaced by the declared ones."""
+    tables = {"fleetkit": markdown_table(KEYS.specs()), "rq": markdown_table(rq_keys())}
+
+    def declared(match: re.Match[str]) -> str:
+        return match.group(1) + tables[match.group(2)] + match.group(3)
+
+    block = r"(<!-- schema: (fleetkit|rq) -->\n).*?(<!-- /schema -->)"
+    return re.sub(block, declared, text, flags=re.S)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m fleetkit.core.schema [FILE.md]`
+    if len(sys.argv) > 1:
+        path = Path(sys.argv[1])
+        path.write_text(update_document(path.read_text()))
+    else:
+        sys.stdout.write(markdown_table(KEYS.specs()) + "\n" + markdown_table(rq_keys()))

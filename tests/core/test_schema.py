@@ -24,7 +24,7 @@ from fleetkit.autoscaler.fakes import InMemoryCapacityProvider
 from fleetkit.autoscaler.holds import HoldStore
 from fleetkit.autoscaler.rq_source import RqQueueDepthSource
 from fleetkit.autoscaler.status import fleet_status
-from fleetkit.core.schema import KEYS, RedisSchema, markdown_table, rq_keys
+from fleetkit.core.schema import KEYS, RedisSchema, markdown_table, rq_keys, update_document
 from tests.autoscaler.test_daemon import daemon, environment
 from tests.worker import jobs
 from tests.worker.procs import kill_group, runs, settings, start_worker, stop, wait_for
@@ -86,7 +86,9 @@ def test_rqs_keys_are_rqs_own(redis: Redis) -> None:
 
 
 def test_the_documented_table_is_the_declared_one() -> None:
+    """When this fails: `python -m fleetkit.core.schema docs/architecture.md` rewrites them."""
     text = (ROOT / "docs" / "architecture.md").read_text()
+    assert update_document(text) == text
     ours = text.split("<!-- schema: fleetkit -->\n", 1)[1].split("<!-- /schema -->", 1)[0]
     theirs = text.split("<!-- schema: rq -->\n", 1)[1].split("<!-- /schema -->", 1)[0]
     assert ours == markdown_table(KEYS.specs())
