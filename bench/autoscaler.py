@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.jobs import noop  # noqa: E402
 from fleetkit.autoscaler.daemon import Autoscaler  # noqa: E402
-from fleetkit.autoscaler.fakes import InMemoryCapacityProvider  # noqa: E402
+from fleetkit.autoscaler.in_memory import InMemoryCapacityProvider  # noqa: E402
 from fleetkit.autoscaler.leader import LeaderLock  # noqa: E402
 from fleetkit.autoscaler.metrics import AutoscalerMetrics  # noqa: E402
 from fleetkit.autoscaler.policy import QueueDrainPolicy  # noqa: E402

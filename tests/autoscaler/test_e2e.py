@@ -1,6 +1,6 @@
 """End to end: the `autoscaler` CLI in subprocesses against a stack deployed into the moto HTTP
 server and a real redis-server. Spot shortfalls are not something moto can show: those are in
-test_daemon (fake provider) and test_asg (Stubber).
+test_daemon (in-memory provider) and test_asg (Stubber).
 """
 
 from __future__ import annotations
