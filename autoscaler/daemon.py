@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from redis import Redis
-from redis.exceptions import RedisError
 
 from fleetkit.autoscaler.errors import CapacityUnavailable, NotLeader, SourceUnavailable
 from fleetkit.autoscaler.leader import LeaderLock
@@ -34,6 +33,7 @@ from fleetkit.autoscaler.seams import CapacityProvider, QueueDepthSource, Scalin
 from fleetkit.core.environment import Environment
 from fleetkit.core.handback import MAX_HARD_KILLS
 from fleetkit.core.liveness import HEARTBEAT_TTL_S
+from fleetkit.core.redis_io import redis_errors
 from fleetkit.core.schema import KEYS
 from fleetkit.core.settings import PoolSettings
 
@@ -271,11 +271,12 @@ class Autoscaler:
             if self.lock is not None:
                 self.lock.fenced(records)
             else:
-                self.connection.mset(records)
+                with redis_errors("cannot write to Redis", error=SourceUnavailable):
+                    self.connection.mset(records)
         except NotLeader as exc:
             report.errors.append(f"decision records not written: {exc}")
             return False
-        except (SourceUnavailable, RedisError) as exc:
+        except SourceUnavailable as exc:
             report.errors.append(f"decision records not written: {exc}")
         return True
 
@@ -286,9 +287,12 @@ class Autoscaler:
         names = list(self.env.pools)
         keys = [KEYS.decision(self.env.name, n) for n in names] + [KEYS.members(self.env.name)]
         try:
-            *raws, members = self.connection.mget(keys)
-        except RedisError:
-            return
+            with redis_errors(
+                "cannot read the stored decisions from Redis", error=SourceUnavailable
+            ):
+                *raws, members = self.connection.mget(keys)
+        except SourceUnavailable:
+            return  # loaded on the next tick that reaches Redis
         for name, raw in zip(names, raws, strict=True):
             memory = memory_from_record(raw, now=now, max_age_s=self._stale_after_s)
             if memory is not None and name not in self.memory:
@@ -311,7 +315,7 @@ class Autoscaler:
             recovered += self.recovery.sweep(now)
             if groups is not None:
                 recovered += self.recovery.recover_gone(reading, groups, now)
-        except (RedisError, CapacityUnavailable) as exc:
+        except (SourceUnavailable, CapacityUnavailable) as exc:
             report.errors.append(f"recovery: {exc}")
             log.warning("recovery postponed: %s", exc)
         if recovered:

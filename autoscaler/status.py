@@ -7,14 +7,13 @@ import time
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError
 
 from fleetkit.autoscaler.errors import CapacityUnavailable, SourceUnavailable
 from fleetkit.autoscaler.model import QueueLoad
 from fleetkit.autoscaler.records import group_dict, load_dict
 from fleetkit.autoscaler.seams import CapacityProvider, QueueDepthSource
 from fleetkit.core.environment import Environment
-from fleetkit.core.redis_io import text
+from fleetkit.core.redis_io import redis_errors, text
 from fleetkit.core.schema import KEYS
 
 __all__ = ["fleet_status"]
@@ -44,12 +43,13 @@ def fleet_status(
     records: list[Any] = [None] * len(env.pools)
     leader = None
     try:
-        keys = [KEYS.decision(env.name, n) for n in env.pools]
-        records = connection.mget(keys)
-        raw_leader = connection.get(KEYS.leader(env.name))
+        with redis_errors("cannot read the decision records from Redis", error=SourceUnavailable):
+            keys = [KEYS.decision(env.name, n) for n in env.pools]
+            records = connection.mget(keys)
+            raw_leader = connection.get(KEYS.leader(env.name))
         leader = text(raw_leader) if raw_leader is not None else None
-    except RedisError as exc:
-        errors.append(f"decision records: Redis unreachable: {exc}")
+    except SourceUnavailable as exc:
+        errors.append(str(exc))
     now = time.time()
     pools: dict[str, Any] = {}
     for (name, settings), raw in zip(env.pools.items(), records, strict=True):
