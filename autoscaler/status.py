@@ -1,24 +1,50 @@
-"""`autoscaler status`: per pool, live queue figures and groups beside the last decision."""
+"""`autoscaler status`: per pool, live queue figures and groups beside the last decision.
+
+The groups are read first, and alone: an environment with no worker group tagged with its name
+is not deployed (core's `NotDeployed`, exit 3), said before Redis is looked for (its URL may be
+an SSM parameter that does not exist yet either).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from redis import Redis
 
 from fleetkit.autoscaler.errors import CapacityUnavailable, SourceUnavailable
-from fleetkit.autoscaler.model import QueueLoad
+from fleetkit.autoscaler.model import PoolGroups, QueueLoad
 from fleetkit.autoscaler.records import group_dict, load_dict
 from fleetkit.autoscaler.seams import CapacityProvider, QueueDepthSource
 from fleetkit.core.environment import Environment
+from fleetkit.core.errors import NotDeployed
 from fleetkit.core.redis_io import redis_errors, text
 from fleetkit.core.schema import KEYS
+from fleetkit.core.tags import TAG_ENV, TAG_POOL
 
-__all__ = ["fleet_status"]
+__all__ = ["fleet_status", "read_groups"]
 
 _RATES = ("arrival_rate", "completion_rate", "mean_duration_s")
+
+
+def read_groups(
+    env: Environment, provider: CapacityProvider
+) -> tuple[Mapping[str, PoolGroups] | None, str | None]:
+    """The environment's groups by pool, or None and why AWS could not be read.
+
+    Raises NotDeployed when AWS answers and lists no worker group tagged with the environment.
+    """
+    try:
+        groups = provider.read()
+    except CapacityUnavailable as exc:
+        return None, str(exc)
+    if not groups:
+        raise NotDeployed(
+            f"environment {env.name}: not deployed (no worker groups tagged {TAG_ENV}={env.name})"
+        )
+    return groups, None
 
 
 def fleet_status(
@@ -26,20 +52,26 @@ def fleet_status(
     *,
     connection: Redis,
     source: QueueDepthSource,
-    provider: CapacityProvider,
+    groups: Mapping[str, PoolGroups] | None,
+    groups_error: str | None = None,
 ) -> dict[str, Any]:
-    """Everything `status` shows, as plain JSON-able values; unreadable parts say why."""
-    errors: list[str] = []
+    """Everything `status` shows, as plain JSON-able values; unreadable parts say why.
+
+    `groups` and `groups_error` are what `read_groups` returned.
+    """
+    errors: list[str] = [] if groups_error is None else [groups_error]
     reading = None
     try:
         reading = source.read({name: pool.queues for name, pool in env.pools.items()})
     except SourceUnavailable as exc:
         errors.append(str(exc))
-    groups = None
-    try:
-        groups = provider.read()
-    except CapacityUnavailable as exc:
-        errors.append(str(exc))
+    if groups is not None:
+        # Deployed, but not this pool (added to the file since): it is not sized until it is.
+        errors += [
+            f"pool {name}: not deployed (no worker groups tagged {TAG_POOL}={name})"
+            for name in env.pools
+            if name not in groups
+        ]
     records: list[Any] = [None] * len(env.pools)
     leader = None
     try:
@@ -84,7 +116,7 @@ def fleet_status(
                 "error": record.get("error"),
             },
         }
-    return {"env": env.name, "leader": leader, "pools": pools, "errors": errors}
+    return {"env": env.name, "deployed": True, "leader": leader, "pools": pools, "errors": errors}
 
 
 def _load(live: QueueLoad | None, record: dict[str, Any] | None) -> dict[str, Any] | None:

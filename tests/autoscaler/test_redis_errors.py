@@ -118,7 +118,7 @@ def test_status_names_the_unreadable_records_in_the_same_words(unreachable: Redi
     fleet = InMemoryCapacityProvider({"workers": (20, 8)})
 
     digest = fleet_status(
-        env, connection=unreachable, source=InMemoryQueueDepthSource(), provider=fleet
+        env, connection=unreachable, source=InMemoryQueueDepthSource(), groups=fleet.read()
     )
 
     (error,) = digest["errors"]
