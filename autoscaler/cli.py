@@ -2,6 +2,11 @@
 
 Thin: parse, build the edges (Redis, AWS), call the library, render. Every environment comes
 from `--env` or `FLEETKIT_ENV`; Redis from the environment file, overridden by FLEETKIT_REDIS_URL.
+
+Redis out of reach: `run` waits for it at start-up, at most `start_timeout_s()` (one "waiting
+for Redis" line), then gives up with one error line; once started, it keeps capacity through an
+outage however long. `run --once`, `status`, `scale` and `release` do not wait: one error line
+and exit 1 within their 3 s socket timeouts.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from rich.text import Text
 from fleetkit.autoscaler import manual
 from fleetkit.autoscaler.asg import AsgCapacityProvider
 from fleetkit.autoscaler.daemon import Autoscaler
+from fleetkit.autoscaler.errors import AutoscalerError
 from fleetkit.autoscaler.holds import DEFAULT_HOLD_S, HoldStore, parse_duration
 from fleetkit.autoscaler.leader import LeaderLock
 from fleetkit.autoscaler.manual import validate_scale
@@ -41,6 +47,8 @@ from fleetkit.core.cli import OneLineErrors, configure_logging, stderr
 from fleetkit.core.environment import Environment, load_environment
 from fleetkit.core.errors import NotDeployed, UsageError
 from fleetkit.core.health_server import HealthServer
+from fleetkit.core.redis_io import redis_errors
+from fleetkit.core.waiting import wait_until_reachable
 
 __all__ = ["main"]
 
@@ -113,6 +121,8 @@ def run(
     """Tick every INTERVAL: read queues and groups, decide, apply."""
     configure_logging()
     edges = _Edges(env_ref)
+    if not once:
+        _wait_for_redis(edges.redis)
     settings = edges.env.autoscaler
     interval_s = interval or settings.interval_s
     metrics = AutoscalerMetrics(interval_s)
@@ -153,13 +163,24 @@ def run(
             report = daemon.tick()
             if lock.token is not None and not dry_run:
                 lock.release()
-            if report.errors:
-                sys.exit(1)
+            if report.errors:  # each as an error line, after the tick's own log
+                raise AutoscalerError("\n".join(dict.fromkeys(report.errors)))
             return
         daemon.run(interval_s)
     finally:
         if server is not None:
             server.stop()
+
+
+def _wait_for_redis(redis: Redis) -> None:
+    """The service's start: Redis must answer within `start_timeout_s()`, or it does not start
+    (a wrong address ends in an error line, not in a daemon that never leads)."""
+
+    def ping() -> None:
+        with redis_errors("cannot connect to Redis"):
+            redis.ping()
+
+    wait_until_reachable("Redis", ping, say=log.warning, console=stderr)
 
 
 def _parse_count(text: str) -> int:

@@ -57,14 +57,12 @@ def fleet_status(
 ) -> dict[str, Any]:
     """Everything `status` shows, as plain JSON-able values; unreadable parts say why.
 
-    `groups` and `groups_error` are what `read_groups` returned.
+    `groups` and `groups_error` are what `read_groups` returned. Raises SourceUnavailable when
+    the queues cannot be read: without Redis there is nothing to show but the groups, which
+    `infra status` shows.
     """
     errors: list[str] = [] if groups_error is None else [groups_error]
-    reading = None
-    try:
-        reading = source.read({name: pool.queues for name, pool in env.pools.items()})
-    except SourceUnavailable as exc:
-        errors.append(str(exc))
+    reading = source.read({name: pool.queues for name, pool in env.pools.items()})
     if groups is not None:
         # Deployed, but not this pool (added to the file since): it is not sized until it is.
         errors += [
@@ -86,12 +84,12 @@ def fleet_status(
     pools: dict[str, Any] = {}
     for (name, settings), raw in zip(env.pools.items(), records, strict=True):
         record = json.loads(raw) if raw else None
-        hold = reading.holds.get(name) if reading is not None else None
+        hold = reading.holds.get(name)
         pool_groups = groups.get(name) if groups is not None else None
         decision = record["decision"] if record else None
         pools[name] = {
             "queues": list(settings.queues),
-            "load": _load(reading.loads.get(name) if reading is not None else None, record),
+            "load": _load(reading.loads.get(name), record),
             "needed_processes": decision["needed_processes"] if decision else None,
             "target": decision["target"] if decision else None,
             "desired": None
