@@ -228,19 +228,22 @@ def idle_victims(
     again and use up their group's room. `only` limits the choice to one group.
     """
     desired = desired or {}
-    skip = busy | {i for _, i in taken}
+    already = {i for _, i in taken}
     chosen: list[tuple[Capacity, str]] = []
     for group in (groups.on_demand, groups.spot):
         if only is not None and group.capacity is not only:
             continue
         spent = sum(1 for capacity, _ in taken if capacity is group.capacity)
         room = desired.get(group.capacity, group.desired) - group.min_size - spent
-        for instance in sorted(group.instances, key=lambda i: i.id):
-            if len(chosen) >= count or room <= 0:
-                break
-            if instance.lifecycle is Lifecycle.IN_SERVICE and instance.id not in skip:
-                room -= 1
-                chosen.append((group.capacity, instance.id))
+        want = min(room, count - len(chosen))
+        if want <= 0:
+            continue
+        idle = sorted(
+            i.id
+            for i in group.instances
+            if i.lifecycle is Lifecycle.IN_SERVICE and i.id not in busy and i.id not in already
+        )
+        chosen += [(group.capacity, instance_id) for instance_id in idle[:want]]
     return chosen
 
 
