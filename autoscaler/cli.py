@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -44,8 +45,8 @@ from fleetkit.autoscaler.rq_source import RqQueueDepthSource
 from fleetkit.autoscaler.status import fleet_status, read_groups
 from fleetkit.core.aws import AwsClients, resolve_redis_url
 from fleetkit.core.cli import OneLineErrors, configure_logging, stderr
-from fleetkit.core.environment import Environment, load_environment
-from fleetkit.core.errors import NotDeployed, UsageError
+from fleetkit.core.environment import REDIS_URL_VARIABLE, Environment, load_environment
+from fleetkit.core.errors import ConfigError, NotDeployed, UsageError
 from fleetkit.core.health_server import HealthServer
 from fleetkit.core.redis_io import redis_errors
 from fleetkit.core.waiting import wait_until_reachable
@@ -78,10 +79,20 @@ class _Edges:
     @cached_property
     def redis(self) -> Redis:
         url = resolve_redis_url(self.env, self.clients)
-        # Fail fast instead of hanging a tick: the daemon keeps capacity and tries next tick.
-        return Redis.from_url(
-            url, socket_timeout=3, socket_connect_timeout=3, retry=Retry(NoBackoff(), 1)
-        )
+        try:
+            # Fail fast instead of hanging a tick: the daemon keeps capacity and tries next tick.
+            return Redis.from_url(
+                url, socket_timeout=3, socket_connect_timeout=3, retry=Retry(NoBackoff(), 1)
+            )
+        except ValueError as exc:
+            # The file's url is checked when it is read; the variable and the SSM value are not.
+            # Not repeated: a URL may hold a password.
+            whence = (
+                REDIS_URL_VARIABLE
+                if os.environ.get(REDIS_URL_VARIABLE)
+                else f"SSM parameter {self.env.redis.ssm_parameter}"
+            )
+            raise ConfigError(f"{whence}: not a Redis URL: {exc}") from None
 
     def source(self) -> RqQueueDepthSource:
         env = self.env
