@@ -2,6 +2,11 @@
 
 Thin: parse, build the edges (Redis, AWS), call the library, render. Every environment comes
 from `--env` or `FLEETKIT_ENV`; Redis from the environment file, overridden by FLEETKIT_REDIS_URL.
+
+Redis out of reach: `run` waits for it at start-up, at most `start_timeout_s()` (one "waiting
+for Redis" line), then gives up with one error line; once started, it keeps capacity through an
+outage however long. `run --once`, `status`, `scale` and `release` do not wait: one error line
+and exit 1 within their 3 s socket timeouts.
 """
 
 from __future__ import annotations
@@ -9,10 +14,12 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import os
 import signal
 import socket
 import sys
 from datetime import UTC, datetime
+from functools import cached_property
 from types import FrameType
 from typing import Any
 
@@ -28,18 +35,21 @@ from rich.text import Text
 from fleetkit.autoscaler import manual
 from fleetkit.autoscaler.asg import AsgCapacityProvider
 from fleetkit.autoscaler.daemon import Autoscaler
+from fleetkit.autoscaler.errors import AutoscalerError
 from fleetkit.autoscaler.holds import DEFAULT_HOLD_S, HoldStore, parse_duration
 from fleetkit.autoscaler.leader import LeaderLock
 from fleetkit.autoscaler.manual import validate_scale
 from fleetkit.autoscaler.metrics import AutoscalerMetrics
 from fleetkit.autoscaler.policy import QueueDrainPolicy
 from fleetkit.autoscaler.rq_source import RqQueueDepthSource
-from fleetkit.autoscaler.status import fleet_status
+from fleetkit.autoscaler.status import fleet_status, read_groups
 from fleetkit.core.aws import AwsClients, resolve_redis_url
 from fleetkit.core.cli import OneLineErrors, configure_logging, stderr
-from fleetkit.core.environment import Environment, load_environment
-from fleetkit.core.errors import UsageError
+from fleetkit.core.environment import REDIS_URL_VARIABLE, Environment, load_environment
+from fleetkit.core.errors import ConfigError, NotDeployed, UsageError
 from fleetkit.core.health_server import HealthServer
+from fleetkit.core.redis_io import redis_errors
+from fleetkit.core.waiting import wait_until_reachable
 
 __all__ = ["main"]
 
@@ -59,16 +69,30 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 class _Edges:
-    """The environment with its Redis and AWS clients, built once per command."""
+    """The environment with its Redis and AWS clients, built once per command, each when first
+    used (`status` reads the groups before it looks for Redis)."""
 
     def __init__(self, env_ref: str) -> None:
         self.env: Environment = load_environment(env_ref)
         self.clients = AwsClients.for_environment(self.env)
+
+    @cached_property
+    def redis(self) -> Redis:
         url = resolve_redis_url(self.env, self.clients)
-        # Fail fast instead of hanging a tick: the daemon keeps capacity and tries next tick.
-        self.redis = Redis.from_url(
-            url, socket_timeout=3, socket_connect_timeout=3, retry=Retry(NoBackoff(), 1)
-        )
+        try:
+            # Fail fast instead of hanging a tick: the daemon keeps capacity and tries next tick.
+            return Redis.from_url(
+                url, socket_timeout=3, socket_connect_timeout=3, retry=Retry(NoBackoff(), 1)
+            )
+        except ValueError as exc:
+            # The file's url is checked when it is read; the variable and the SSM value are not.
+            # Not repeated: a URL may hold a password.
+            whence = (
+                REDIS_URL_VARIABLE
+                if os.environ.get(REDIS_URL_VARIABLE)
+                else f"SSM parameter {self.env.redis.ssm_parameter}"
+            )
+            raise ConfigError(f"{whence}: not a Redis URL: {exc}") from None
 
     def source(self) -> RqQueueDepthSource:
         env = self.env
@@ -108,6 +132,8 @@ def run(
     """Tick every INTERVAL: read queues and groups, decide, apply."""
     configure_logging()
     edges = _Edges(env_ref)
+    if not once:
+        _wait_for_redis(edges.redis)
     settings = edges.env.autoscaler
     interval_s = interval or settings.interval_s
     metrics = AutoscalerMetrics(interval_s)
@@ -148,13 +174,24 @@ def run(
             report = daemon.tick()
             if lock.token is not None and not dry_run:
                 lock.release()
-            if report.errors:
-                sys.exit(1)
+            if report.errors:  # each as an error line, after the tick's own log
+                raise AutoscalerError("\n".join(dict.fromkeys(report.errors)))
             return
         daemon.run(interval_s)
     finally:
         if server is not None:
             server.stop()
+
+
+def _wait_for_redis(redis: Redis) -> None:
+    """The service's start: Redis must answer within `start_timeout_s()`, or it does not start
+    (a wrong address ends in an error line, not in a daemon that never leads)."""
+
+    def ping() -> None:
+        with redis_errors("cannot connect to Redis"):
+            redis.ping()
+
+    wait_until_reachable("Redis", ping, say=log.warning, console=stderr)
 
 
 def _parse_count(text: str) -> int:
@@ -255,10 +292,24 @@ def release_command(pool: str, env_ref: str, as_json: bool) -> None:
 @env_option
 @json_option
 def status(env_ref: str, as_json: bool) -> None:
-    """Per pool: queue figures, needed vs desired, groups, hold, last decision."""
+    """Per pool: queue figures, needed vs desired, groups, hold, last decision.
+
+    Exit 3 when the environment is not deployed, 1 when something could not be read."""
     edges = _Edges(env_ref)
+    try:
+        groups, groups_error = read_groups(edges.env, edges.provider())
+    except NotDeployed as exc:
+        if not as_json:
+            raise  # the one error line
+        report = {"env": edges.env.name, "deployed": False, "pools": {}, "errors": [str(exc)]}
+        click.echo(json.dumps(report))
+        sys.exit(exc.exit_code)
     digest = fleet_status(
-        edges.env, connection=edges.redis, source=edges.source(), provider=edges.provider()
+        edges.env,
+        connection=edges.redis,
+        source=edges.source(),
+        groups=groups,
+        groups_error=groups_error,
     )
     if as_json:
         click.echo(json.dumps(digest))
@@ -271,19 +322,23 @@ def status(env_ref: str, as_json: bool) -> None:
 def _render_status(digest: dict[str, Any]) -> None:
     console.print(f"environment {digest['env']}; leader: {digest['leader'] or 'none'}")
     for name, pool in digest["pools"].items():
-        table = Table(title=f"pool {name} ({', '.join(pool['queues'])})", title_justify="left")
-        for column in ("group", "desired", "in service", "pending", "min", "max"):
-            table.add_column(column)
-        for capacity, group in (pool["groups"] or {}).items():
-            table.add_row(
-                capacity,
-                str(group["desired"]),
-                str(group["in_service"]),
-                str(group["pending"]),
-                str(group["min"]),
-                str(group["max"]),
-            )
-        console.print(table)
+        title = f"pool {name} ({', '.join(pool['queues'])})"
+        if pool["groups"] is None:  # why is among the warnings
+            console.print(f"{title}\n  groups: ?")
+        else:
+            table = Table(title=title, title_justify="left")
+            for column in ("group", "desired", "in service", "pending", "min", "max"):
+                table.add_column(column)
+            for capacity, group in pool["groups"].items():
+                table.add_row(
+                    capacity,
+                    str(group["desired"]),
+                    str(group["in_service"]),
+                    str(group["pending"]),
+                    str(group["min"]),
+                    str(group["max"]),
+                )
+            console.print(table)
         load = pool["load"]
         if load:
             console.print(

@@ -2,7 +2,9 @@
 
 Read → decide → apply, behind the seams: `QueueDepthSource` and `CapacityProvider` are the only
 I/O, the policy is pure. Only the leader applies and recovers; `--dry-run` decides and logs and
-changes nothing (it does not even take the lock). Anything unreadable keeps capacity as it is.
+changes nothing (it does not even take the lock). Anything unreadable keeps capacity as it is,
+and is said once when the outage begins and once when it ends (`core.waiting.Outage`), not on
+every tick; the per-tick decision line says `keep` meanwhile.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from redis import Redis
-from redis.exceptions import RedisError
 
 from fleetkit.autoscaler.errors import CapacityUnavailable, NotLeader, SourceUnavailable
 from fleetkit.autoscaler.leader import LeaderLock
@@ -34,13 +35,19 @@ from fleetkit.autoscaler.seams import CapacityProvider, QueueDepthSource, Scalin
 from fleetkit.core.environment import Environment
 from fleetkit.core.handback import MAX_HARD_KILLS
 from fleetkit.core.liveness import HEARTBEAT_TTL_S
+from fleetkit.core.redis_io import redis_errors
 from fleetkit.core.schema import KEYS
 from fleetkit.core.settings import PoolSettings
+from fleetkit.core.waiting import Outage
 
-__all__ = ["Autoscaler", "TickReport", "pool_limits"]
+__all__ = ["AWS", "REDIS", "Autoscaler", "TickReport", "pool_limits"]
 
 log = logging.getLogger(__name__)
 decisions_log = logging.getLogger("autoscaler.decision")
+
+# The two services a tick depends on, as its outage lines name them.
+REDIS = "Redis"
+AWS = "AWS"
 
 
 def pool_limits(pool: PoolSettings) -> PoolLimits:
@@ -65,6 +72,7 @@ class TickReport:
     applied: dict[str, bool] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     recovered: int = 0
+    unreadable: set[str] = field(default_factory=set)  # REDIS, AWS: what failed this tick
 
 
 class Autoscaler:
@@ -99,6 +107,7 @@ class Autoscaler:
             connection, provider, heartbeat_ttl_s=heartbeat_ttl_s, max_hard_kills=MAX_HARD_KILLS
         )
         self.interval_s = interval_s or settings.interval_s
+        self.outages = {REDIS: Outage(REDIS, log), AWS: Outage(AWS, log)}
         self.memory: dict[str, Memory] = {}
         self._memory_loaded = False
         self._last_tick_at: float | None = None
@@ -132,7 +141,7 @@ class Autoscaler:
         if not leader:
             if not report.errors:
                 log.info("standby: another daemon holds the leader lock")
-            self._finish(began)
+            self._finish(began, report, aws_tried=False)
             return report
         reading = self._read_queues(report)
         groups = self._read_groups(report)
@@ -146,7 +155,7 @@ class Autoscaler:
             self.memory.clear()
         self._last_tick_at = now
         if reading is not None and not self._memory_loaded:
-            self._load_memory(now)
+            self._load_memory(now, report)
         records: dict[str, str] = {}
         if groups is not None:
             self.recovery.observe(groups, now)
@@ -178,7 +187,7 @@ class Autoscaler:
             still_leader = self._write_records(records, report)
             if reading is not None and still_leader:
                 report.recovered = self._recover(reading, groups, now, report)
-        self._finish(began)
+        self._finish(began, report, aws_tried=True)
         return report
 
     def _lead(self, report: TickReport) -> bool:
@@ -189,11 +198,8 @@ class Autoscaler:
             leader = self.lock.acquire()
         except SourceUnavailable as exc:
             # Without Redis nobody can be sure to lead: act on nothing, keep capacity.
-            log.warning("%s: keeping capacity", exc)
-            report.errors.append(str(exc))
+            self._failed(REDIS, exc, report)
             self.metrics.observe_sources(redis=False)
-            self.metrics.last_error = str(exc)
-            self.recovery.redis_lost(self.clock())
             leader = False
         if not leader:
             # A later leadership starts from the stored memory and group members.
@@ -209,10 +215,7 @@ class Autoscaler:
         try:
             reading = self.source.read(pools)
         except SourceUnavailable as exc:
-            report.errors.append(str(exc))
-            self.metrics.last_error = str(exc)
-            self.recovery.redis_lost(self.clock())
-            log.warning("queues unreadable, keeping capacity: %s", exc)
+            self._failed(REDIS, exc, report)
             return None
         return reading
 
@@ -220,9 +223,7 @@ class Autoscaler:
         try:
             return self.provider.read()
         except CapacityUnavailable as exc:
-            report.errors.append(str(exc))
-            self.metrics.last_error = str(exc)
-            log.warning("groups unreadable, keeping capacity: %s", exc)
+            self._failed(AWS, exc, report)
             return None
 
     def _apply(
@@ -271,23 +272,28 @@ class Autoscaler:
             if self.lock is not None:
                 self.lock.fenced(records)
             else:
-                self.connection.mset(records)
+                with redis_errors("cannot write to Redis", error=SourceUnavailable):
+                    self.connection.mset(records)
         except NotLeader as exc:
             report.errors.append(f"decision records not written: {exc}")
             return False
-        except (SourceUnavailable, RedisError) as exc:
-            report.errors.append(f"decision records not written: {exc}")
+        except SourceUnavailable as exc:
+            self._failed(REDIS, exc, report, then="decision records not written")
         return True
 
-    def _load_memory(self, now: float) -> None:
+    def _load_memory(self, now: float, report: TickReport) -> None:
         """A new leader continues the previous leader's windows rather than starting empty,
         as long as that leader ticked recently (an old record proves nothing about now), and
         knows the instances it saw in the groups (one MGET for both)."""
         names = list(self.env.pools)
         keys = [KEYS.decision(self.env.name, n) for n in names] + [KEYS.members(self.env.name)]
         try:
-            *raws, members = self.connection.mget(keys)
-        except RedisError:
+            with redis_errors(
+                "cannot read the stored decisions from Redis", error=SourceUnavailable
+            ):
+                *raws, members = self.connection.mget(keys)
+        except SourceUnavailable as exc:
+            self._failed(REDIS, exc, report, then="the windows are loaded on a later tick")
             return
         for name, raw in zip(names, raws, strict=True):
             memory = memory_from_record(raw, now=now, max_age_s=self._stale_after_s)
@@ -311,14 +317,36 @@ class Autoscaler:
             recovered += self.recovery.sweep(now)
             if groups is not None:
                 recovered += self.recovery.recover_gone(reading, groups, now)
-        except (RedisError, CapacityUnavailable) as exc:
-            report.errors.append(f"recovery: {exc}")
-            log.warning("recovery postponed: %s", exc)
+        except (SourceUnavailable, CapacityUnavailable) as exc:
+            source = REDIS if isinstance(exc, SourceUnavailable) else AWS
+            self._failed(source, exc, report, then="recovery postponed")
         if recovered:
             self.metrics.recovered.inc(recovered)
         return recovered
 
-    def _finish(self, began: float) -> None:
+    # --- outages -------------------------------------------------------------------------------
+
+    def _failed(
+        self, source: str, exc: Exception, report: TickReport, *, then: str = "keeping capacity"
+    ) -> None:
+        """`source` could not be read or written this tick; `then` says what follows from it.
+
+        One warning when an outage begins (`Outage`), none on the ticks that follow it.
+        """
+        error = str(exc) if then == "keeping capacity" else f"{then}: {exc}"
+        report.errors.append(error)
+        self.metrics.last_error = error
+        if source not in report.unreadable:
+            report.unreadable.add(source)
+            self.outages[source].failed(f"{exc} ({then})")
+        if source == REDIS:
+            self.recovery.redis_lost(self.clock())
+
+    def _finish(self, began: float, report: TickReport, *, aws_tried: bool) -> None:
+        # Every tick reaches for Redis (the lock, or the queues); AWS only a leader's tick.
+        for source in (REDIS, AWS) if aws_tried else (REDIS,):
+            if source not in report.unreadable:
+                self.outages[source].recovered()
         self.metrics.ticks.inc()
         self.metrics.tick_seconds.observe(time.monotonic() - began)
         self.metrics.last_tick = time.time()

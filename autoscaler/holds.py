@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 
 from redis import Redis
-from redis.exceptions import RedisError
 
 from fleetkit.autoscaler.errors import SourceUnavailable
 from fleetkit.autoscaler.model import Hold
 from fleetkit.core.errors import UsageError
+from fleetkit.core.redis_io import redis_errors
 from fleetkit.core.schema import KEYS
 
 __all__ = ["DEFAULT_HOLD_S", "MAX_HOLD_S", "HoldStore", "parse_duration", "parse_hold"]
@@ -31,6 +31,8 @@ DEFAULT_HOLD_S = 30 * 60
 MAX_HOLD_S = 7 * 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+# Holds live beside the queues: Redis failing here is the daemon's source failing.
+_ERROR = SourceUnavailable
 
 
 def parse_duration(text: str) -> float:
@@ -73,10 +75,8 @@ class HoldStore:
 
     def get(self, pool: str) -> Hold | None:
         key = KEYS.hold(self.env, pool)
-        try:
+        with redis_errors(f"cannot read the hold of pool {pool} from Redis", error=_ERROR):
             raw = self.connection.get(key)
-        except RedisError as exc:
-            raise SourceUnavailable(f"holds: Redis unreachable: {exc}") from exc
         if raw is None:
             return None
         try:
@@ -88,21 +88,19 @@ class HoldStore:
     def set(self, pool: str, count: int, duration_s: float, *, by: str = "") -> Hold | None:
         """Hold the pool at `count` or more for `duration_s`; 0 removes any hold instead."""
         key = KEYS.hold(self.env, pool)
-        try:
+        with redis_errors(f"cannot write the hold of pool {pool} to Redis", error=_ERROR):
             if duration_s <= 0:
                 self.connection.delete(key)
                 return None
             until = self.clock() + duration_s
             value = json.dumps({"count": count, "until": until, "by": by, "set_at": self.clock()})
             self.connection.set(key, value, px=math.ceil(duration_s * 1000))
-        except RedisError as exc:
-            raise SourceUnavailable(f"holds: Redis unreachable: {exc}") from exc
         return Hold(count, until)
 
     def restore(self, pool: str, previous: Hold | None) -> None:
         """Put back what was there before (used when the capacity change failed)."""
         key = KEYS.hold(self.env, pool)
-        try:
+        with redis_errors(f"cannot restore the hold of pool {pool} in Redis", error=_ERROR):
             if previous is None:
                 self.connection.delete(key)
                 return
@@ -115,12 +113,8 @@ class HoldStore:
                 self.connection.delete(key)
             else:
                 self.connection.set(key, value, px=math.ceil(remaining * 1000))
-        except RedisError as exc:
-            raise SourceUnavailable(f"holds: Redis unreachable: {exc}") from exc
 
     def release(self, pool: str) -> bool:
         """End the pool's hold; False when there was none."""
-        try:
+        with redis_errors(f"cannot end the hold of pool {pool} in Redis", error=_ERROR):
             return bool(self.connection.delete(KEYS.hold(self.env, pool)))
-        except RedisError as exc:
-            raise SourceUnavailable(f"holds: Redis unreachable: {exc}") from exc

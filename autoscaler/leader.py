@@ -19,7 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from fleetkit.autoscaler.errors import NotLeader, SourceUnavailable
-from fleetkit.core.redis_io import text
+from fleetkit.core.redis_io import describe, redis_errors, text
 from fleetkit.core.schema import KEYS, RedisSchema
 
 __all__ = ["LeaderLock"]
@@ -77,13 +77,14 @@ class LeaderLock:
     def acquire(self) -> bool:
         """Take the lock, or renew it if ours. False when another daemon holds it."""
         try:
-            raw = self._acquire(
-                keys=[self.key, self.epoch_key],
-                args=[self.token or "", self.ttl_ms, self.owner],
-            )
-        except RedisError as exc:
-            self.token = None
-            raise SourceUnavailable(f"leader lock: Redis unreachable: {exc}") from exc
+            with redis_errors("cannot take the leader lock in Redis", error=SourceUnavailable):
+                raw = self._acquire(
+                    keys=[self.key, self.epoch_key],
+                    args=[self.token or "", self.ttl_ms, self.owner],
+                )
+        except SourceUnavailable:
+            self.token = None  # without Redis nobody can be sure to lead
+            raise
         token = text(raw) if raw else None
         if token and token != self.token:
             log.info("leader lock taken: %s", token)
@@ -102,10 +103,8 @@ class LeaderLock:
         if self.token is None:
             raise NotLeader(f"not holding {self.key}")
         keys = [self.key, *values]
-        try:
+        with redis_errors("cannot write to Redis under the leader lock", error=SourceUnavailable):
             done = self._fenced_set(keys=keys, args=[self.token, *values.values()])
-        except RedisError as exc:
-            raise SourceUnavailable(f"fenced write: Redis unreachable: {exc}") from exc
         if not done:
             self.token = None
             raise NotLeader(f"lost {self.key} before writing")
@@ -116,5 +115,5 @@ class LeaderLock:
         try:
             self._release(keys=[self.key], args=[self.token])
         except RedisError as exc:
-            log.warning("could not release the leader lock (it expires anyway): %s", exc)
+            log.warning("could not release the leader lock (it expires anyway): %s", describe(exc))
         self.token = None

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from fleetkit.autoscaler.errors import CapacityUnavailable
 from fleetkit.autoscaler.holds import HoldStore
-from fleetkit.autoscaler.model import Capacity, Hold, Lifecycle, PoolGroups
-from fleetkit.autoscaler.policy import cancel_unlaunched
+from fleetkit.autoscaler.model import Capacity, Hold, PoolGroups
+from fleetkit.autoscaler.policy import cancel_unlaunched, idle_victims
 from fleetkit.autoscaler.seams import CapacityProvider
 from fleetkit.core.environment import Environment
 from fleetkit.core.errors import UsageError
@@ -78,18 +78,7 @@ def plan_scale(
     # Going down: running instances beyond N leave only when idle, on-demand first; desired
     # capacity is never lowered over them (the group would pick busy victims).
     excess = max(0, spot.live + on_demand.live - count)
-    room = {g.capacity: desired.get(g.capacity, g.desired) - g.min_size for g in (spot, on_demand)}
-    terminate: list[tuple[Capacity, str]] = []
-    for group in (on_demand, spot):
-        for instance_id in sorted(
-            i.id
-            for i in group.instances
-            if i.lifecycle is Lifecycle.IN_SERVICE and i.id not in busy
-        ):
-            if len(terminate) >= excess or room[group.capacity] <= 0:
-                break
-            room[group.capacity] -= 1
-            terminate.append((group.capacity, instance_id))
+    terminate = idle_victims(groups, busy, excess, desired=desired)
     return ScalePlan(pool, count, desired, tuple(terminate), excess - len(terminate))
 
 

@@ -17,6 +17,7 @@ instance), within [min, max] and never below a hold.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fleetkit.autoscaler.model import (
@@ -24,7 +25,6 @@ from fleetkit.autoscaler.model import (
     Capacity,
     Decision,
     GroupState,
-    Instance,
     Lifecycle,
     Memory,
     PoolGroups,
@@ -33,7 +33,13 @@ from fleetkit.autoscaler.model import (
     QueueLoad,
 )
 
-__all__ = ["QueueDrainPolicy", "cancel_unlaunched", "instances_needed", "processes_needed"]
+__all__ = [
+    "QueueDrainPolicy",
+    "cancel_unlaunched",
+    "idle_victims",
+    "instances_needed",
+    "processes_needed",
+]
 
 
 def processes_needed(load: QueueLoad, limits: PoolLimits) -> float:
@@ -101,14 +107,11 @@ class QueueDrainPolicy:
         if excess > 0 and load.queued > running * limits.processes_per_instance:
             reasons.append(f"{load.queued} queued exceed running capacity: no scale-in")
             excess = 0
-        idle = _idle_in_service(groups, state.busy_instances)
-        room = {
-            g.capacity: desired.get(g.capacity, g.desired) - g.min_size for g in (spot, on_demand)
-        }
+        busy = state.busy_instances
         spot_caught_up = not plan.fallback and spot.shortfall == 0 and spot.in_service >= spot_want
         if excess > 0 and spot_caught_up and on_demand.live:
             # Spot has caught up: the on-demand stand-ins go first, without the window.
-            chosen = _choose(idle, room, excess, only=Capacity.ON_DEMAND, taken=terminate)
+            chosen = idle_victims(groups, busy, excess, desired=desired, only=Capacity.ON_DEMAND)
             if chosen:
                 terminate += chosen
                 excess -= len(chosen)
@@ -116,7 +119,7 @@ class QueueDrainPolicy:
                 reasons.append(f"spot caught up: removing {len(chosen)} idle on-demand")
         held = _window_held(plan.memory, state.now, limits.stabilization_window_s)
         if excess > 0 and held:
-            chosen = _choose(idle, room, excess, taken=terminate)
+            chosen = idle_victims(groups, busy, excess, desired=desired, taken=terminate)
             terminate += chosen
             busy_left = excess - len(chosen)
             if chosen:
@@ -207,39 +210,40 @@ def _window_held(memory: Memory, now: float, window_s: float) -> bool:
     return bool(memory.recommendations) and memory.recommendations[0][0] <= now - window_s
 
 
-def _idle_in_service(groups: PoolGroups, busy: frozenset[str]) -> list[tuple[Capacity, Instance]]:
-    return [
-        (g.capacity, i)
-        for g in (groups.on_demand, groups.spot)  # on-demand first: it costs more
-        for i in sorted(g.instances, key=lambda i: i.id)
-        if i.lifecycle is Lifecycle.IN_SERVICE and i.id not in busy
-    ]
-
-
-def _choose(
-    idle: list[tuple[Capacity, Instance]],
-    room: dict[Capacity, int],
+def idle_victims(
+    groups: PoolGroups,
+    busy: frozenset[str],
     count: int,
     *,
+    desired: Mapping[Capacity, int] | None = None,
     only: Capacity | None = None,
-    taken: list[tuple[Capacity, str]],
+    taken: Sequence[tuple[Capacity, str]] = (),
 ) -> list[tuple[Capacity, str]]:
-    """Up to `count` idle instances, never taking a group's desired below its own minimum.
+    """Up to `count` instances to remove: in service and idle, on-demand first (it costs more),
+    by id within a group, and never so many that a group's desired capacity (as `desired` sets
+    it, else the group's own) would go below its minimum. The daemon and `scale` both choose
+    here.
 
-    `room` (desired minus minimum per group) is spent as instances are chosen; `taken` are
-    already chosen this tick.
+    `taken` were already chosen (by an earlier call for the same decision): they are not chosen
+    again and use up their group's room. `only` limits the choice to one group.
     """
+    desired = desired or {}
     already = {i for _, i in taken}
     chosen: list[tuple[Capacity, str]] = []
-    for capacity, instance in idle:
-        if len(chosen) >= count:
-            break
-        if instance.id in already or room[capacity] <= 0:
+    for group in (groups.on_demand, groups.spot):
+        if only is not None and group.capacity is not only:
             continue
-        if only is not None and capacity is not only:
+        spent = sum(1 for capacity, _ in taken if capacity is group.capacity)
+        room = desired.get(group.capacity, group.desired) - group.min_size - spent
+        want = min(room, count - len(chosen))
+        if want <= 0:
             continue
-        room[capacity] -= 1
-        chosen.append((capacity, instance.id))
+        idle = sorted(
+            i.id
+            for i in group.instances
+            if i.lifecycle is Lifecycle.IN_SERVICE and i.id not in busy and i.id not in already
+        )
+        chosen += [(group.capacity, instance_id) for instance_id in idle[:want]]
     return chosen
 
 

@@ -22,9 +22,11 @@ from collections.abc import Mapping
 
 from redis import Redis
 
+from fleetkit.autoscaler.errors import SourceUnavailable
 from fleetkit.autoscaler.model import PoolGroups, QueueReading
 from fleetkit.autoscaler.seams import CapacityProvider
 from fleetkit.core.liveness import Liveness
+from fleetkit.core.redis_io import redis_errors
 
 __all__ = ["Recovery"]
 
@@ -112,7 +114,11 @@ class Recovery:
 
     def sweep(self, now: float) -> int:
         """Jobs of workers whose heartbeat expired put back, unless Redis just came back.
-        Raises RedisError."""
+        Raises SourceUnavailable."""
+        with redis_errors("cannot sweep dead workers in Redis", error=SourceUnavailable):
+            return self._sweep(now)
+
+    def _sweep(self, now: float) -> int:
         ttl = self.liveness.ttl_s
         if self._redis_lost_at is not None and now - self._redis_lost_at < ttl:
             return 0  # Redis was out a moment ago: heartbeats are stale until workers beat again
@@ -139,7 +145,7 @@ class Recovery:
         self, reading: QueueReading, groups: Mapping[str, PoolGroups], now: float
     ) -> int:
         """Jobs of workers whose instance left its group and is terminated put back.
-        Raises RedisError or CapacityUnavailable."""
+        Raises SourceUnavailable or CapacityUnavailable."""
         in_groups = frozenset().union(*(g.instance_ids for g in groups.values()))
         # Only instances seen in our groups can leave them: a worker on an instance we never
         # managed (another account, a laptop) is left to the heartbeat sweep.
@@ -159,11 +165,14 @@ class Recovery:
         recovered = 0
         for instance in sorted(gone):
             for worker in reading.workers_by_instance[instance]:
-                found = self.liveness.recover(
-                    worker,
-                    reason=f"instance {instance} left its group and is terminated",
-                    max_hard_kills=self.max_hard_kills,
-                )
+                with redis_errors(
+                    f"cannot requeue the jobs of worker {worker} in Redis", error=SourceUnavailable
+                ):
+                    found = self.liveness.recover(
+                        worker,
+                        reason=f"instance {instance} left its group and is terminated",
+                        max_hard_kills=self.max_hard_kills,
+                    )
                 recovered += found is not None
             self.members.pop(instance, None)
         return recovered

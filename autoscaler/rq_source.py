@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
-from redis.exceptions import RedisError
 from rq.queue import Queue
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
@@ -26,7 +25,7 @@ from fleetkit.autoscaler.errors import SourceUnavailable
 from fleetkit.autoscaler.holds import parse_hold
 from fleetkit.autoscaler.model import Hold, QueueLoad, QueueReading
 from fleetkit.autoscaler.rates import RateWindow
-from fleetkit.core.redis_io import decoded, text
+from fleetkit.core.redis_io import decoded, redis_errors, text
 from fleetkit.core.schema import KEYS
 
 __all__ = ["DEFAULT_RATE_WINDOW_S", "RqQueueDepthSource"]
@@ -96,18 +95,14 @@ class RqQueueDepthSource:
 
     def read(self, pools: Mapping[str, Sequence[str]]) -> QueueReading:
         """`pools` maps each pool to its queue names. Raises SourceUnavailable."""
-        # The one place Redis errors become ours: callers handle SourceUnavailable alone.
-        try:
+        # Redis errors become ours here, worded by core's one table: callers handle
+        # SourceUnavailable alone.
+        with redis_errors("cannot read queues from Redis", error=SourceUnavailable):
             snap = self._snapshot(pools)
-            # Every worker still on record counts, live or not: one whose heartbeat merely
-            # lags may be running a job, and a dead one is forgotten by the sweep within a TTL.
-            placed = snap.instances
-            busy = {placed[name] for name in snap.busy_workers if name in placed}
-        except RedisError as exc:
-            detail = " ".join(str(exc).split()) or "no detail"
-            raise SourceUnavailable(
-                f"cannot read queues from Redis: {type(exc).__name__}: {detail}"
-            ) from exc
+        # Every worker still on record counts, live or not: one whose heartbeat merely lags
+        # may be running a job, and a dead one is forgotten by the sweep within a TTL.
+        placed = snap.instances
+        busy = {placed[name] for name in snap.busy_workers if name in placed}
         now = snap.now if self.clock is None else self.clock()
         loads = {pool: self._load(pool, queues, snap, now) for pool, queues in pools.items()}
         for gone in self._windows.keys() - pools.keys():

@@ -1,7 +1,8 @@
 """The autoscaler's seams: each a small Protocol with a real and a test implementation.
 
 The daemon's tick is read (QueueDepthSource, CapacityProvider) → decide (ScalingPolicy, pure) →
-apply (CapacityProvider). The simulator drives the same policy through fakes of the other two.
+apply (CapacityProvider). The simulator drives the same policy through the in-memory
+implementations of the other two (`autoscaler.in_memory`).
 The fourth seam, `TerminationNoticeSource`, is the worker's (`worker.notices`).
 """
 

@@ -153,9 +153,11 @@ class StealMeter:
         return 100 * (steal - self.start[0]) / elapsed if elapsed > 0 else 0.0
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(round(p / 100 * (len(ordered) - 1)), len(ordered) - 1)]
+def percentile(values: list[float], p: int) -> float:
+    """The p-th percentile (1 ≤ p ≤ 99), interpolated between the samples around it."""
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 def chaos(url: str, tmp: Path, jobs: int, processes: int) -> dict[str, int]:

@@ -15,7 +15,7 @@ import redis
 import requests
 from moto.server import ThreadedMotoServer
 
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer
 
 REGION = "us-east-1"
 
@@ -52,10 +52,11 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto as a real HTTP endpoint, so subprocesses share the same fake cloud."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # Port 0: the server binds a free port itself (no gap between choosing it and binding it).
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    url = f"http://127.0.0.1:{port}"
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
     saved = {k: os.environ.get(k) for k in _AWS_VARIABLES}
     os.environ.update(
         AWS_ENDPOINT_URL=url,

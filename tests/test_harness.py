@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import redis
+import requests
 
 
 def test_redis_is_a_private_real_server(redis_url: str) -> None:
@@ -33,3 +34,9 @@ def test_subprocess_sees_the_same_fake_cloud(aws: str) -> None:
         check=True,
     )
     assert "seen-by-child" in child.stdout
+
+
+def test_moto_serves_on_the_port_it_bound_itself(moto_server: str) -> None:
+    port = int(moto_server.rsplit(":", 1)[1])
+    assert port not in (0, 5000)  # bound by the server (port 0), not a fixed or guessed one
+    assert requests.post(f"{moto_server}/moto-api/reset", timeout=10).ok

@@ -5,12 +5,14 @@ capacity failures in the group listing: test_asg_capacity_failure.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from fleetkit.autoscaler.asg import AsgCapacityProvider
@@ -179,7 +181,7 @@ def test_gone_reports_terminated_and_unknown_instances_not_running_ones(cloud: C
 # --- terminate and gone, with Stubber ---------------------------------------------------------
 
 
-def stubbed_terminate_error(message: str) -> AsgCapacityProvider:
+def stubbed_terminate_error(message: str) -> tuple[AsgCapacityProvider, Stubber]:
     client, stubber = stubbed("autoscaling")
     stubber.add_client_error(
         "terminate_instance_in_auto_scaling_group",
@@ -188,7 +190,7 @@ def stubbed_terminate_error(message: str) -> AsgCapacityProvider:
         400,
         {"InstanceId": "i-1", "ShouldDecrementDesiredCapacity": True},
     )
-    return AsgCapacityProvider(client, ENV, sleep=_no_sleep)
+    return AsgCapacityProvider(client, ENV, sleep=_no_sleep), stubber
 
 
 @pytest.mark.parametrize(
@@ -199,17 +201,29 @@ def stubbed_terminate_error(message: str) -> AsgCapacityProvider:
     ],
     ids=["not-found", "already-terminating"],
 )
-def test_terminate_tolerates_an_instance_that_already_left(message: str) -> None:
-    stubbed_terminate_error(message).terminate("i-1")  # no exception
+def test_terminate_tolerates_an_instance_that_already_left(
+    message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider, stubber = stubbed_terminate_error(message)
+    caplog.set_level(logging.INFO, logger="fleetkit.autoscaler.asg")
+
+    provider.terminate("i-1")  # no exception: the instance is on its way out anyway
+
+    stubber.assert_no_pending_responses()  # the call was made, with these arguments
+    said = [r.getMessage() for r in caplog.records if r.name == "fleetkit.autoscaler.asg"]
+    assert len(said) == 1, said
+    assert said[0].startswith("instance i-1 not terminated, already leaving its group: ")
+    assert message in said[0]
 
 
 def test_terminate_reports_any_other_refusal() -> None:
-    provider = stubbed_terminate_error(
+    provider, stubber = stubbed_terminate_error(
         "Currently, desiredSize equals minSize (1). Terminating instance without replacement "
         "will violate group's min size constraint."
     )
     with pytest.raises(CapacityUnavailable, match=r"TerminateInstanceInAutoScalingGroup.*i-1"):
         provider.terminate("i-1")
+    stubber.assert_no_pending_responses()
 
 
 def reservations(*states: tuple[str, str]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The CLI's usage errors: one line, `autoscaler: error: …`, naming the option or value; exit 2.
 
-All of these fail before any environment is loaded or anything is connected to.
+All of these fail before anything is connected to (most before any environment is loaded).
 """
 
 from __future__ import annotations
@@ -61,3 +61,18 @@ def test_help_and_version_still_exit_0(args: list[str]) -> None:
     assert result.exit_code == 0
     assert result.stderr == ""
     assert result.stdout
+
+
+@pytest.mark.parametrize("args", [["release", "workers"], ["run", "--once"]])
+def test_a_redis_url_that_is_no_url_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.setenv("FLEETKIT_REDIS_URL", "127.0.0.1:6379")  # the scheme left out
+
+    result = CliRunner().invoke(main, [*args, "--env", "local"])
+
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[-1].startswith("autoscaler: error: FLEETKIT_REDIS_URL: not a Redis URL: ")
+    assert "127.0.0.1:6379" not in result.stderr  # a URL may hold a password
+    assert "Traceback" not in result.stderr

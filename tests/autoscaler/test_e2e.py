@@ -1,6 +1,6 @@
 """End to end: the `autoscaler` CLI in subprocesses against a stack deployed into the moto HTTP
 server and a real redis-server. Spot shortfalls are not something moto can show: those are in
-test_daemon (fake provider) and test_asg (Stubber).
+test_daemon (in-memory provider) and test_asg (Stubber).
 """
 
 from __future__ import annotations
@@ -231,6 +231,52 @@ def test_redis_stopped_keeps_capacity(fleet: Path, tmp_path: Path) -> None:
     assert ran.returncode == 1
     assert "keeping capacity" in ran.stderr
     assert groups()["spot"]["DesiredCapacity"] == 3
+    assert spot_ids() == before
+    # --once does not wait for Redis: the tick's error is its last line.
+    assert ran.stderr.splitlines()[-1].startswith(
+        "autoscaler: error: cannot take the leader lock in Redis: cannot be reached "
+    )
+
+
+UNREACHABLE_REDIS = [
+    # (id, arguments after the command's name, what its one line starts with)
+    ("status", ["status"], "cannot read queues from Redis: cannot be reached (ConnectionError: "),
+    ("status-json", ["status", "--json"], "cannot read queues from Redis: cannot be reached "),
+    (
+        "scale-up",
+        ["scale", "workers", "5"],
+        "cannot read the hold of pool workers from Redis: cannot be reached (ConnectionError: ",
+    ),
+    (
+        "scale-down",
+        ["scale", "workers", "0"],
+        "cannot read queues from Redis: cannot be reached (ConnectionError: ",
+    ),
+    (
+        "release",
+        ["release", "workers"],
+        "cannot end the hold of pool workers in Redis: cannot be reached (ConnectionError: ",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [c[1:] for c in UNREACHABLE_REDIS], ids=[c[0] for c in UNREACHABLE_REDIS]
+)
+def test_commands_without_redis_say_so_in_one_line_exit_1_and_change_nothing(
+    fleet: Path, args: list[str], message: str
+) -> None:
+    set_spot(2)
+    before = spot_ids()
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+
+    ran = autoscaler(*args, "--env", str(fleet), redis_url=closed, timeout=60)
+
+    assert ran.returncode == 1
+    assert ran.stdout == ""
+    assert ran.stderr.splitlines() == [ran.stderr.strip()], ran.stderr
+    assert ran.stderr.startswith(f"autoscaler: error: {message}")
+    assert groups()["spot"]["DesiredCapacity"] == 2
     assert spot_ids() == before
 
 

@@ -1,4 +1,4 @@
-"""`scale` / `release` through the fake provider and a real Redis (holds)."""
+"""`scale` / `release` through the in-memory provider and a real Redis (holds)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from redis import Redis
 
 from fleetkit.autoscaler.errors import CapacityUnavailable
-from fleetkit.autoscaler.fakes import InMemoryCapacityProvider
 from fleetkit.autoscaler.holds import HoldStore
+from fleetkit.autoscaler.in_memory import InMemoryCapacityProvider
 from fleetkit.autoscaler.manual import plan_scale, release, scale
 from fleetkit.autoscaler.model import Capacity, Hold
 from fleetkit.core.errors import UsageError

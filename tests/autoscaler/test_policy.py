@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,12 @@ from fleetkit.autoscaler.model import (
     PoolState,
     QueueLoad,
 )
-from fleetkit.autoscaler.policy import QueueDrainPolicy, instances_needed, processes_needed
+from fleetkit.autoscaler.policy import (
+    QueueDrainPolicy,
+    idle_victims,
+    instances_needed,
+    processes_needed,
+)
 
 NOW = 10_000.0
 WINDOW = 300.0
@@ -268,3 +274,58 @@ def test_missing_data_keeps_capacity(missing: str) -> None:
     assert not decision.changes
     assert "unreadable" in decision.reason
     assert decision.memory.recommendations == ()  # the window starts over
+
+
+# --- idle_victims: the one choice of instances to remove (the daemon's and `scale`'s) ---------
+
+S, OD = Capacity.SPOT, Capacity.ON_DEMAND
+VICTIMS: list[tuple[str, dict[str, object], int, list[tuple[Capacity, str]]]] = [
+    # (id, changes to the defaults below, how many, what is chosen)
+    ("on-demand-first-then-by-id", {}, 3, [(OD, "i-o00"), (OD, "i-o01"), (S, "i-s00")]),
+    ("no-more-than-asked", {}, 1, [(OD, "i-o00")]),
+    ("busy-never", {"busy": frozenset({"i-o00", "i-s00"})}, 2, [(OD, "i-o01"), (S, "i-s01")]),
+    (
+        "launching-never",
+        {"spot_pending": 2, "spot_in_service": 0},
+        4,
+        [(OD, "i-o00"), (OD, "i-o01")],
+    ),
+    ("not-below-min", {"od_min": 1}, 2, [(OD, "i-o00"), (S, "i-s00")]),
+    (
+        "min-of-the-new-desired",
+        {"desired": {S: 1}},
+        4,
+        [(OD, "i-o00"), (OD, "i-o01"), (S, "i-s00")],
+    ),
+    ("only-one-group", {"only": S}, 4, [(S, "i-s00"), (S, "i-s01")]),
+    ("taken-use-up-room", {"taken": [(OD, "i-o00")], "od_min": 1}, 4, [(S, "i-s00"), (S, "i-s01")]),
+    ("none-asked", {}, 0, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "count", "expected"), [c[1:] for c in VICTIMS], ids=[c[0] for c in VICTIMS]
+)
+def test_idle_victims(
+    changes: dict[str, Any], count: int, expected: list[tuple[Capacity, str]]
+) -> None:
+    spot_in_service = changes.get("spot_in_service", 2)
+    spot_pending = changes.get("spot_pending", 0)
+    groups = PoolGroups(
+        spot=group(
+            S,
+            desired=spot_in_service + spot_pending,
+            in_service=spot_in_service,
+            pending=spot_pending,
+        ),
+        on_demand=group(OD, desired=2, in_service=2, min_size=changes.get("od_min", 0)),
+    )
+    chosen = idle_victims(
+        groups,
+        changes.get("busy", frozenset()),
+        count,
+        desired=changes.get("desired"),
+        only=changes.get("only"),
+        taken=changes.get("taken", ()),
+    )
+    assert chosen == expected

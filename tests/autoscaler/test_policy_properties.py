@@ -9,7 +9,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetkit.autoscaler.fakes import InMemoryCapacityProvider
+from fleetkit.autoscaler.in_memory import InMemoryCapacityProvider
 from fleetkit.autoscaler.model import (
     Capacity,
     GroupState,

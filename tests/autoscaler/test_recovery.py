@@ -12,7 +12,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from fleetkit.autoscaler.fakes import FakeQueueDepthSource, InMemoryCapacityProvider
+from fleetkit.autoscaler.in_memory import InMemoryCapacityProvider, InMemoryQueueDepthSource
 from fleetkit.core.liveness import Liveness
 from fleetkit.core.schema import KEYS
 from tests.autoscaler.test_daemon import Clock, daemon, provider, reading
@@ -58,7 +58,7 @@ def test_a_dead_workers_job_goes_back_to_the_front_on_the_first_tick(redis: Redi
     wait_until_up_for(redis, TTL)
     # A brand-new daemon, one tick: what `autoscaler run --once` does.
     scaler = daemon(
-        redis, FakeQueueDepthSource(reading(in_flight=1)), provider(), heartbeat_ttl_s=TTL
+        redis, InMemoryQueueDepthSource(reading(in_flight=1)), provider(), heartbeat_ttl_s=TTL
     )
 
     report = scaler.tick()
@@ -87,7 +87,7 @@ def test_no_sweep_until_a_restarted_redis_has_been_up_for_a_heartbeat_ttl(
     restartable.restart()
     redis = Redis.from_url(restartable.url)
     assert on_record(redis, "w1")  # the data survived the restart
-    source = FakeQueueDepthSource(reading(in_flight=1))
+    source = InMemoryQueueDepthSource(reading(in_flight=1))
     scaler = daemon(redis, source, provider(), heartbeat_ttl_s=ttl)
 
     report = scaler.tick()
@@ -107,7 +107,7 @@ def test_no_sweep_within_a_ttl_of_the_daemon_losing_redis(redis: Redis) -> None:
     job = busy_worker(redis, "w1")
     kill(redis, "w1")
     wait_until_up_for(redis, TTL)
-    source = FakeQueueDepthSource(reading(in_flight=1))
+    source = InMemoryQueueDepthSource(reading(in_flight=1))
     clock = Clock()
     scaler = daemon(redis, source, provider(), clock=clock, heartbeat_ttl_s=TTL)
     source.fail = True  # e.g. a failover: the workers could not beat either
@@ -125,7 +125,7 @@ def test_jobs_of_an_instance_that_left_its_group_are_requeued_at_once(redis: Red
     fleet.set_desired(fleet.read()["workers"].spot, 1)
     instance = fleet.read()["workers"].spot.instances[0].id
     job = busy_worker(redis, "w1", instance)  # its heartbeat is fresh: the sweep would wait
-    source = FakeQueueDepthSource(
+    source = InMemoryQueueDepthSource(
         reading(in_flight=1, workers_by_instance={instance: ("w1",)}, busy_instances={instance})
     )
     scaler = daemon(redis, source, fleet)
@@ -143,7 +143,7 @@ def test_a_new_daemon_knows_the_instances_the_previous_one_saw(redis: Redis) -> 
     fleet.set_desired(fleet.read()["workers"].spot, 1)
     instance = fleet.read()["workers"].spot.instances[0].id
     job = busy_worker(redis, "w1", instance)
-    source = FakeQueueDepthSource(
+    source = InMemoryQueueDepthSource(
         reading(in_flight=1, workers_by_instance={instance: ("w1",)}, busy_instances={instance})
     )
     first = daemon(redis, source, fleet, owner="a")
@@ -162,7 +162,9 @@ def test_a_worker_on_an_instance_never_in_our_groups_is_left_alone(redis: Redis)
     job = busy_worker(redis, "w1", "i-0notours")
     fleet = provider()
     fleet.terminated.append("i-0notours")  # EC2 would not know it either
-    source = FakeQueueDepthSource(reading(in_flight=1, workers_by_instance={"i-0notours": ("w1",)}))
+    source = InMemoryQueueDepthSource(
+        reading(in_flight=1, workers_by_instance={"i-0notours": ("w1",)})
+    )
 
     assert daemon(redis, source, fleet).tick().recovered == 0
     assert Job.fetch(job.id, connection=redis).get_status() == JobStatus.STARTED
@@ -173,7 +175,7 @@ def test_a_detached_instance_that_still_runs_keeps_its_jobs(redis: Redis) -> Non
     fleet.set_desired(fleet.read()["workers"].spot, 1)
     instance = fleet.read()["workers"].spot.instances[0].id
     job = busy_worker(redis, "w1", instance)
-    source = FakeQueueDepthSource(
+    source = InMemoryQueueDepthSource(
         reading(in_flight=1, workers_by_instance={instance: ("w1",)}, busy_instances={instance})
     )
     scaler = daemon(redis, source, fleet)

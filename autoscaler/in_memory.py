@@ -1,4 +1,5 @@
-"""Test implementations of the seams, for tests and the offline simulator.
+"""In-memory implementations of the read and apply seams, for tests, the benchmark and the
+offline simulator (no Redis, no AWS).
 
 `InMemoryCapacityProvider` behaves like Auto Scaling where it matters to the policy: raising
 desired launches instances (pending for `boot_ticks` calls of `advance`, then in service),
@@ -23,7 +24,7 @@ from fleetkit.autoscaler.model import (
     QueueReading,
 )
 
-__all__ = ["FakeQueueDepthSource", "InMemoryCapacityProvider"]
+__all__ = ["InMemoryCapacityProvider", "InMemoryQueueDepthSource"]
 
 _SPOT_FAILURE = "Could not launch Spot Instances. InsufficientInstanceCapacity"
 
@@ -35,7 +36,7 @@ class _Group:
 
 
 class InMemoryCapacityProvider:
-    """A fake `CapacityProvider` over in-memory groups."""
+    """A `CapacityProvider` over in-memory groups; `fail_reads` simulates an AWS outage."""
 
     def __init__(
         self,
@@ -65,7 +66,7 @@ class InMemoryCapacityProvider:
 
     def read(self) -> Mapping[str, PoolGroups]:
         if self.fail_reads:
-            raise CapacityUnavailable("describe_auto_scaling_groups: fake outage")
+            raise CapacityUnavailable("describe_auto_scaling_groups: simulated outage")
         return {
             pool: PoolGroups(g[Capacity.SPOT].state, g[Capacity.ON_DEMAND].state)
             for pool, g in self.groups.items()
@@ -140,8 +141,9 @@ class InMemoryCapacityProvider:
         )
 
 
-class FakeQueueDepthSource:
-    """A fake `QueueDepthSource` returning whatever reading the test sets."""
+class InMemoryQueueDepthSource:
+    """A `QueueDepthSource` returning whatever reading its caller sets; `fail` simulates a
+    Redis outage."""
 
     def __init__(self, reading: QueueReading | None = None) -> None:
         self.reading = reading or QueueReading(loads={})
@@ -149,5 +151,5 @@ class FakeQueueDepthSource:
 
     def read(self, pools: Mapping[str, Sequence[str]]) -> QueueReading:
         if self.fail:
-            raise SourceUnavailable("cannot read queues from Redis: fake outage")
+            raise SourceUnavailable("cannot read queues from Redis: simulated outage")
         return self.reading
