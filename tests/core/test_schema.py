@@ -20,8 +20,8 @@ from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
 from fleetkit.autoscaler import manual
-from fleetkit.autoscaler.fakes import InMemoryCapacityProvider
 from fleetkit.autoscaler.holds import HoldStore
+from fleetkit.autoscaler.in_memory import InMemoryCapacityProvider
 from fleetkit.autoscaler.rq_source import RqQueueDepthSource
 from fleetkit.autoscaler.status import fleet_status
 from fleetkit.core.schema import KEYS, RedisSchema, markdown_table, rq_keys, update_document
@@ -233,7 +233,7 @@ def test_every_key_touched_in_a_real_run_is_declared(
         assert scaler.tick().errors == []
     holds = HoldStore(redis, env.name)
     manual.scale(env, "workers", 3, hold_s=60, provider=fleet, holds=holds, busy=frozenset)
-    fleet_status(env, connection=redis, source=source, provider=fleet)
+    fleet_status(env, connection=redis, source=source, groups=fleet.read())
     manual.release(env, "workers", holds)
     scaler.lock.release()  # type: ignore[union-attr]
 
