@@ -196,24 +196,19 @@ class CloudFormationStacks:
             self._sleep(min(self.poll_seconds, 1.0))
 
     def _changes(self, plan: ChangeSetPlan) -> Iterable[Change]:
-        token: str | None = None
-        while True:
-            kwargs = {"StackName": plan.stack, "ChangeSetName": plan.name}
-            if token:
-                kwargs["NextToken"] = token
-            with aws_errors(f"describing change set {plan.name}", error=StackError):
-                page = self.client.describe_change_set(**kwargs)
-            for entry in page.get("Changes", []):
-                rc = entry.get("ResourceChange", {})
-                yield Change(
-                    action=rc.get("Action", "?"),
-                    logical_id=rc.get("LogicalResourceId", "?"),
-                    resource_type=rc.get("ResourceType", "?"),
-                    replacement=str(rc.get("Replacement", "")),
-                )
-            token = page.get("NextToken")
-            if not token:
-                return
+        pages = self.client.get_paginator("describe_change_set").paginate(
+            StackName=plan.stack, ChangeSetName=plan.name
+        )
+        with aws_errors(f"describing change set {plan.name}", error=StackError):
+            for page in pages:
+                for entry in page.get("Changes", []):
+                    rc = entry.get("ResourceChange", {})
+                    yield Change(
+                        action=rc.get("Action", "?"),
+                        logical_id=rc.get("LogicalResourceId", "?"),
+                        resource_type=rc.get("ResourceType", "?"),
+                        replacement=str(rc.get("Replacement", "")),
+                    )
 
     def discard(self, plan: ChangeSetPlan) -> None:
         """Delete a change set, and the empty REVIEW_IN_PROGRESS stack a declined create leaves."""
