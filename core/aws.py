@@ -7,6 +7,7 @@ the usual credential chain; nothing here overrides them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from botocore.exceptions import (
     NoRegionError,
     ProfileNotFound,
 )
+from botocore.parsers import ResponseParserError
 
 from fleetkit.core.errors import AwsError, ConfigError, FleetkitError
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from fleetkit.core.environment import Environment
 
 __all__ = [
+    "AWS_EXCEPTIONS",
     "RETRY_CONFIG",
     "AwsClients",
     "aws_error",
@@ -42,12 +45,18 @@ RETRY_CONFIG = Config(
 )
 
 
+# What a boto3 call raises when AWS refuses, cannot be reached, or answers something botocore
+# cannot parse (a proxy's HTML page, an emulator's 500): the last is no BotoCoreError.
+AWS_EXCEPTIONS = (BotoCoreError, ClientError, ResponseParserError)
+AwsException = BotoCoreError | ClientError | ResponseParserError
+
+
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def aws_error(
-    exc: BotoCoreError | ClientError, doing: str, *, error: type[FleetkitError] = AwsError
+    exc: AwsException, doing: str, *, error: type[FleetkitError] = AwsError
 ) -> FleetkitError:
     """botocore's exception as one of ours, one line: `<doing>: <code>: <message>`.
 
@@ -64,6 +73,12 @@ def aws_error(
         )
     if isinstance(exc, ProfileNotFound | NoRegionError):
         return AwsError(f"{doing}: {exc}")
+    if isinstance(exc, ResponseParserError):
+        # Its message goes on with the whole response body; the first line says what failed
+        # (and ends in "Further retries may succeed:", which is no advice to a user).
+        first = (str(exc).strip().splitlines() or ["empty response"])[0]
+        first = re.sub(r"\s*Further retries may succeed:?$", "", first)
+        return AwsError(f"{doing}: unreadable answer from AWS: {first}")
     return AwsError(f"{doing}: {exc}")
 
 
@@ -72,7 +87,7 @@ def aws_errors(doing: str, *, error: type[FleetkitError] = AwsError) -> Iterator
     """Raise botocore's exceptions as ours (`aws_error`)."""
     try:
         yield
-    except (BotoCoreError, ClientError) as exc:
+    except AWS_EXCEPTIONS as exc:
         raise aws_error(exc, doing, error=error) from exc
 
 

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from fleetkit.core.aws import AwsClients
 from fleetkit.core.environment import Environment
+from fleetkit.core.errors import AwsError
 from fleetkit.infra.blueprints import FleetBlueprint
 from fleetkit.infra.blueprints.common import SUBNETS_PARAMETER, TAG_ENV, VPC_PARAMETER, logical_name
 from fleetkit.infra.checks import verify_template
@@ -187,9 +188,12 @@ def _protect(
     if env.termination_protection and not state.termination_protection:
         try:
             stacks.set_termination_protection(state.name, True)
-        except StackError as exc:
+        except AwsError as exc:  # refused (StackError), unreachable, or an unreadable answer
+            # The stack operation itself succeeded: say so, and what is left to do by hand.
             raise StackError(
-                f"stack {state.name} is {state.status} but termination protection is NOT on: {exc}"
+                f"stack {state.name} is {state.status} but termination protection is NOT on: "
+                f"{exc}; turn it on with: aws cloudformation update-termination-protection "
+                f"--enable-termination-protection --stack-name {state.name}"
             ) from exc
         result.notes.append(f"termination protection turned on for {state.name}")
     elif state.termination_protection and not env.termination_protection:

@@ -187,3 +187,32 @@ def test_aws_profile_is_honoured(aws: str, cli_env: dict[str, str]) -> None:
     assert result.returncode == 1
     assert "no-such-profile" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_protection_that_cannot_be_set_after_a_create_says_what_is_done(
+    aws: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # moto does not implement UpdateTerminationProtection: it answers with an HTML 500 page,
+    # which botocore cannot parse. The stack itself is created.
+    protected = local_copy(
+        tmp_path, **{'region = "us-east-1"': 'region = "us-east-1"\ntermination_protection = true'}
+    )
+    result = infra("deploy", "--env", str(protected), "--yes", env=cli_env)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        "infra: error: stack fleetkit-local is CREATE_COMPLETE but termination protection is "
+        "NOT on: setting termination protection on fleetkit-local: "
+    )
+    assert lines[0].endswith(
+        "turn it on with: aws cloudformation update-termination-protection "
+        "--enable-termination-protection --stack-name fleetkit-local"
+    )
+    assert "CREATE_COMPLETE" in result.stdout
+    cf = boto3.client("cloudformation", region_name="us-east-1")
+    assert cf.describe_stacks(StackName="fleetkit-local")["Stacks"][0]["StackStatus"] == (
+        "CREATE_COMPLETE"
+    )
