@@ -1,6 +1,7 @@
 """Deploy, diff and destroy one environment's stack through change sets.
 
-Every template check runs before the first AWS call, so a bad template touches nothing.
+Every template check runs before the first AWS call, and the region's instance type offerings are
+checked before the change set is made, so bad input touches nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fleetkit.infra.blueprints import FleetBlueprint
 from fleetkit.infra.blueprints.common import SUBNETS_PARAMETER, TAG_ENV, VPC_PARAMETER, logical_name
 from fleetkit.infra.checks import verify_template
 from fleetkit.infra.errors import StackBusyError, StackError, StackProtectedError
+from fleetkit.infra.instance_types import check_offered
 from fleetkit.infra.network import Network, resolve_network
 from fleetkit.infra.stacks import (
     ChangeSetPlan,
@@ -118,6 +120,7 @@ def _plan(env: Environment, clients: AwsClients, stacks: CloudFormationStacks) -
     body = blueprint.body()
     verify_template(blueprint.to_dict(), body, env)
     exists = _usable(env, stacks.describe(env.stack))
+    check_offered(env, clients.client("ec2"))
     network = resolve_network(env, clients.client("ec2"))
     return stacks.plan(
         env.stack,

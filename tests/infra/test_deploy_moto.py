@@ -216,3 +216,23 @@ def test_protection_that_cannot_be_set_after_a_create_says_what_is_done(
     assert cf.describe_stacks(StackName="fleetkit-local")["Stacks"][0]["StackStatus"] == (
         "CREATE_COMPLETE"
     )
+
+
+@pytest.mark.parametrize("command", ["diff", "deploy"])
+def test_a_type_the_region_does_not_offer_touches_nothing(
+    aws: str, cli_env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    # cc2.8xlarge is in botocore's list (validate passes) but moto's us-east-1 does not offer it.
+    unoffered = local_copy(tmp_path, **{'"t3a.small"': '"cc2.8xlarge"'})
+    assert infra("validate", "--env", str(unoffered), env=cli_env).returncode == 0
+
+    yes = ["--yes"] if command == "deploy" else []
+    result = infra(command, "--env", str(unoffered), *yes, env=cli_env)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"infra: error: {unoffered}: pools.workers.instance_types.1: 'cc2.8xlarge' is not "
+        "offered in region us-east-1"
+    ]
+    cf = boto3.client("cloudformation", region_name="us-east-1")
+    assert cf.list_stacks()["StackSummaries"] == []

@@ -34,6 +34,7 @@ from fleetkit.infra.deploy import (
     stack_parameters,
 )
 from fleetkit.infra.errors import StackBusyError, StackError, StackProtectedError
+from fleetkit.infra.instance_types import instance_type_uses
 from fleetkit.infra.network import Network
 from fleetkit.infra.stacks import ChangeSetPlan, CloudFormationStacks, StackEvent, StackState
 
@@ -121,7 +122,19 @@ class Cloud:
             "describe_stack_events", {"StackEvents": ordered}, {"StackName": by or env.stack}
         )
 
-    def network(self) -> None:
+    def network(self, env: Environment) -> None:
+        """EC2 before a change set: the region offers env's instance types; the default VPC."""
+        names = sorted({u.name for u in instance_type_uses(env)})
+        self.ec2.add_response(
+            "describe_instance_type_offerings",
+            {
+                "InstanceTypeOfferings": [
+                    {"InstanceType": name, "LocationType": "region", "Location": REGION}
+                    for name in names
+                ]
+            },
+            {"LocationType": "region", "Filters": [{"Name": "instance-type", "Values": names}]},
+        )
         self.ec2.add_response(
             "describe_vpcs",
             {"Vpcs": [{"VpcId": VPC, "IsDefault": True}]},
@@ -287,7 +300,7 @@ def run_deploy(env: Environment, cloud: Cloud, reported: list[StackEvent] | None
 def test_deploy_with_no_changes_deletes_the_change_set(cloud: Cloud) -> None:
     env = load_environment("local")
     cloud.stack(env, "UPDATE_COMPLETE")
-    cloud.network()
+    cloud.network(env)
     cloud.change_set(env, "UPDATE", {"Status": "FAILED", "StatusReason": NO_CHANGES_REASON})
     cloud.call("delete_change_set", env, ChangeSetName=ANY)
     cloud.stack(env, "UPDATE_COMPLETE")
@@ -323,7 +336,7 @@ def _update_that_rolls_back(env: Environment, cloud: Cloud) -> dict[str, Any]:
     )
     done = event(env, "e-done", 30, "UPDATE_ROLLBACK_COMPLETE")
     cloud.stack(env, "UPDATE_COMPLETE")
-    cloud.network()
+    cloud.network(env)
     cloud.change_set(env, "UPDATE", {"Status": "CREATE_IN_PROGRESS"}, WITH_CHANGES, WITH_CHANGES)
     cloud.events(env, [earlier])  # what was there before: not reported
     cloud.call("execute_change_set", env, ChangeSetName=ANY)
@@ -395,7 +408,7 @@ def test_create_that_fails_leaves_nothing_running(cloud: Cloud) -> None:
     )
     review = event(env, "c-review", 0, "REVIEW_IN_PROGRESS", reason="User Initiated")
     cloud.no_stack(env)
-    cloud.network()
+    cloud.network(env)
     cloud.change_set(env, "CREATE", CREATES, CREATES)
     # The change set already gave the new stack an event; it is read first so it is not shown.
     cloud.events(env, [review])
@@ -485,7 +498,7 @@ def test_deploy_refuses_a_stack_it_cannot_change(
 
 def _prod_create(env: Environment, cloud: Cloud) -> None:
     cloud.no_stack(env)
-    cloud.network()
+    cloud.network(env)
     cloud.change_set(env, "CREATE", CREATES, CREATES)
     cloud.events(env, [])
     cloud.call("execute_change_set", env, ChangeSetName=ANY)
