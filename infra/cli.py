@@ -43,7 +43,7 @@ class InfraCommands(OneLineErrors):
             table.add_column("status")
             table.add_column("reason")
             for event in exc.failed_events:
-                table.add_row(event.logical_id, event.status, escape(event.reason))
+                table.add_row(escape(event.logical_id), escape(event.status), escape(event.reason))
             errors.print(table)
 
 
@@ -138,7 +138,7 @@ def deploy_command(env_ref: str, yes: bool) -> None:
         except click.Abort:
             return False
 
-    console.print(f"deploying [bold]{env.stack}[/] ({env.name}, {env.region})")
+    console.print(f"deploying [bold]{escape(env.stack)}[/] ({escape(env.name)}, {env.region})")
     result = deploy(env, AwsClients.for_environment(env), confirm=confirm, on_event=_print_event)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
@@ -149,7 +149,7 @@ def deploy_command(env_ref: str, yes: bool) -> None:
         errors.print(f"{env.stack}: not deployed; the change set was deleted")
         sys.exit(1)
     assert result.state is not None
-    console.print(f"[green]{env.stack}: {result.state.status}[/]")
+    console.print(f"[green]{escape(env.stack)}: {escape(result.state.status)}[/]")
     fleet = read_status(env, AwsClients.for_environment(env))
     if fleet is not None:
         status_tables(console, fleet)
@@ -180,7 +180,7 @@ def destroy_command(env_ref: str, yes: bool) -> None:
         errors.print(f"{result.stack}: not destroyed")
         sys.exit(1)
     else:
-        console.print(f"[green]{result.stack}: deleted[/]")
+        console.print(f"[green]{escape(result.stack)}: deleted[/]")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
 

@@ -1,4 +1,8 @@
-"""Rich renderings of plans, events and fleet status for the `infra` CLI."""
+"""Rich renderings of plans, events and fleet status for the `infra` CLI.
+
+Every value from AWS or an environment file is escaped: rich reads `[a-z…]` as markup, so an
+unescaped `[workers]` in a status reason would vanish from the line.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +27,12 @@ def plan_table(plan: ChangeSetPlan) -> Table:
         replacement = change.replacement or "-"
         if replacement == "True":
             replacement = "[bold red]True[/]"
+        action = escape(change.action)
         table.add_row(
-            f"[{style}]{change.action}[/]" if style else change.action,
-            change.logical_id,
-            change.resource_type,
-            replacement,
+            f"[{style}]{action}[/]" if style else action,
+            escape(change.logical_id),
+            escape(change.resource_type),
+            replacement if replacement == "[bold red]True[/]" else escape(replacement),
         )
     return table
 
@@ -36,8 +41,8 @@ def event_line(event: StackEvent) -> str:
     style = "red" if event.failed else "green" if event.status.endswith("COMPLETE") else "cyan"
     reason = f" — {escape(event.reason)}" if event.reason else ""
     return (
-        f"{event.timestamp:%H:%M:%S} [{style}]{event.status:<28}[/] "
-        f"{event.logical_id} ({event.resource_type}){reason}"
+        f"{event.timestamp:%H:%M:%S} [{style}]{escape(f'{event.status:<28}')}[/] "
+        f"{escape(event.logical_id)} ({escape(event.resource_type)}){reason}"
     )
 
 
@@ -46,15 +51,15 @@ def outputs_table(outputs: dict[str, str]) -> Table:
     table.add_column("key")
     table.add_column("value")
     for key, value in sorted(outputs.items()):
-        table.add_row(key, value)
+        table.add_row(escape(key), escape(value))
     return table
 
 
 def status_tables(console: Console, status: FleetStatus) -> None:
     protection = "on" if status.termination_protection else "off"
     console.print(
-        f"[bold]{status.stack}[/] {status.status}"
-        + (f" ({status.reason})" if status.reason else "")
+        f"[bold]{escape(status.stack)}[/] {escape(status.status)}"
+        + (f" ({escape(status.reason)})" if status.reason else "")
         + f", termination protection {protection}"
     )
     table = Table(title="groups")
@@ -65,14 +70,14 @@ def status_tables(console: Console, status: FleetStatus) -> None:
     table.add_column("group", overflow="fold")
     for group in status.groups:
         table.add_row(
-            group.pool,
-            group.capacity,
+            escape(group.pool),
+            escape(group.capacity),
             str(group.desired),
             str(group.in_service),
             str(group.pending),
             str(group.min_size),
             str(group.max_size),
-            group.name,
+            escape(group.name),
         )
     console.print(table)
     if status.outputs:
