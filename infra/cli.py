@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict
 from typing import TextIO
 
 import click
@@ -111,7 +112,7 @@ def diff_command(env_ref: str, as_json: bool) -> None:
                 {
                     "stack": plan.stack,
                     "change_type": plan.change_type,
-                    "changes": [vars(c) for c in plan.changes],
+                    "changes": [asdict(c) for c in plan.changes],
                 },
                 indent=2,
             )

@@ -10,31 +10,49 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fleetkit.infra.changes import PropertyChange, show
 from fleetkit.infra.stacks import ChangeSetPlan, StackEvent
 from fleetkit.infra.status import FleetStatus
 
-__all__ = ["event_line", "outputs_table", "plan_table", "status_tables"]
+__all__ = [
+    "event_line",
+    "outputs_table",
+    "plan_table",
+    "plan_title",
+    "property_line",
+    "status_tables",
+]
 
 _ACTION_STYLE = {"Add": "green", "Modify": "yellow", "Remove": "red"}
 
 
+def plan_title(plan: ChangeSetPlan) -> str:
+    count = len(plan.changes)
+    return f"{plan.stack}: {plan.change_type.lower()} ({count} change{'' if count == 1 else 's'})"
+
+
 def plan_table(plan: ChangeSetPlan) -> Table:
-    table = Table(title=f"{plan.stack}: {plan.change_type.lower()} ({len(plan.changes)} changes)")
+    table = Table(title=escape(plan_title(plan)))
     for column in ("action", "resource", "type", "replacement"):
         table.add_column(column)
+    table.add_column("what changes", overflow="fold")
     for change in plan.changes:
         style = _ACTION_STYLE.get(change.action, "")
-        replacement = change.replacement or "-"
-        if replacement == "True":
-            replacement = "[bold red]True[/]"
         action = escape(change.action)
+        replacement = escape(change.replacement or "-")
         table.add_row(
             f"[{style}]{action}[/]" if style else action,
             escape(change.logical_id),
             escape(change.resource_type),
-            replacement if replacement == "[bold red]True[/]" else escape(replacement),
+            "[bold red]True[/]" if change.replacement == "True" else replacement,
+            "\n".join(escape(property_line(p)) for p in change.properties),
         )
     return table
+
+
+def property_line(change: PropertyChange) -> str:
+    """`MaxSize 500 → 400`."""
+    return f"{change.path} {show(change.before)} → {show(change.after)}"
 
 
 def event_line(event: StackEvent) -> str:

@@ -236,3 +236,33 @@ def test_a_type_the_region_does_not_offer_touches_nothing(
     ]
     cf = boto3.client("cloudformation", region_name="us-east-1")
     assert cf.list_stacks()["StackSummaries"] == []
+
+
+def test_diff_and_deploy_show_what_a_modify_changes(
+    aws: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert infra("deploy", "--env", "local", "--yes", env=cli_env).returncode == 0
+    # moto's change set says "Modify WorkersSpotGroup" and no more: the properties come from
+    # the deployed template (GetTemplate) against the new one.
+    changed = local_copy(tmp_path, **{"max_size = 20": "max_size = 30"})
+
+    table = infra("diff", "--env", str(changed), env=cli_env)
+    assert table.returncode == 0, table.stderr
+    assert "fleetkit-local: update (1 change)" in table.stdout
+    assert "MaxSize 20 → 30" in table.stdout
+
+    preview = infra("diff", "--env", str(changed), "--json", env=cli_env)
+    assert preview.returncode == 0, preview.stderr
+    [change] = json.loads(preview.stdout)["changes"]
+    assert change == {
+        "action": "Modify",
+        "logical_id": "WorkersSpotGroup",
+        "resource_type": "AWS::AutoScaling::AutoScalingGroup",
+        "replacement": "",
+        "properties": [{"path": "MaxSize", "before": "20", "after": "30"}],
+    }
+
+    declined = infra("deploy", "--env", str(changed), env=cli_env, input="n\n")
+    assert declined.returncode == 1
+    assert "MaxSize 20 → 30" in declined.stdout and "(1 change)" in declined.stdout
+    assert fleet_groups("fleetkit-local")["workers/spot"]["MaxSize"] == 20

@@ -8,6 +8,7 @@ the test, and so does a listed call that was not made.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -174,12 +175,23 @@ class Cloud:
                 "Tags": [{"Key": TAG_ENV, "Value": env.name}],
             },
         )
+        # Polls until the change set is ready, then its pages, asked with their property values.
+        ready = False
         for answer in described:
             self.cf.add_response(
                 "describe_change_set",
                 {"StackName": env.stack, **answer},
-                {"StackName": env.stack, "ChangeSetName": ANY},
+                {
+                    "StackName": env.stack,
+                    "ChangeSetName": ANY,
+                    **({"IncludePropertyValues": True} if ready else {}),
+                },
             )
+            ready = ready or answer["Status"] in ("CREATE_COMPLETE", "FAILED")
+
+    def deployed_template(self, env: Environment, document: dict[str, Any]) -> None:
+        """GetTemplate, read when a Modify comes without details (as moto's always do)."""
+        self.call("get_template", env, {"TemplateBody": json.dumps(document)})
 
     def call(
         self, method: str, env: Environment, response: dict[str, Any] | None = None, **params: Any
@@ -338,6 +350,7 @@ def _update_that_rolls_back(env: Environment, cloud: Cloud) -> dict[str, Any]:
     cloud.stack(env, "UPDATE_COMPLETE")
     cloud.network(env)
     cloud.change_set(env, "UPDATE", {"Status": "CREATE_IN_PROGRESS"}, WITH_CHANGES, WITH_CHANGES)
+    cloud.deployed_template(env, FleetBlueprint(env).to_dict())
     cloud.events(env, [earlier])  # what was there before: not reported
     cloud.call("execute_change_set", env, ChangeSetName=ANY)
     cloud.stack(env, "UPDATE_IN_PROGRESS")
