@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from fleetkit.core.aws import AwsClients
 from fleetkit.core.cli import OneLineErrors
@@ -67,6 +68,13 @@ def _print_event(event: StackEvent) -> None:
     console.print(event_line(event))
 
 
+def _warn(plan: ChangeSetPlan) -> None:
+    """Each of the plan's warnings as one literal line on stderr; the exit code is unchanged."""
+    for warning in plan.warnings:
+        line = Text.assemble("infra: ", ("warning:", "yellow"), " ", warning)
+        errors.print(line, soft_wrap=True)  # one line, however wide the terminal
+
+
 @click.group(cls=InfraCommands, name="infra")
 @click.version_option(package_name="fleetkit")
 def main() -> None:
@@ -106,6 +114,7 @@ def diff_command(env_ref: str, as_json: bool) -> None:
     """Show what a deploy would change (the change set is deleted again)."""
     env = _load(env_ref)
     plan = diff(env, AwsClients.for_environment(env))
+    _warn(plan)
     if as_json:
         click.echo(
             json.dumps(
@@ -113,6 +122,7 @@ def diff_command(env_ref: str, as_json: bool) -> None:
                     "stack": plan.stack,
                     "change_type": plan.change_type,
                     "changes": [asdict(c) for c in plan.changes],
+                    "warnings": plan.warnings,
                 },
                 indent=2,
             )
@@ -131,6 +141,7 @@ def deploy_command(env_ref: str, yes: bool) -> None:
     env = _load(env_ref)
 
     def confirm(plan: ChangeSetPlan) -> bool:
+        _warn(plan)
         console.print(plan_table(plan))
         if yes:
             return True
@@ -142,8 +153,10 @@ def deploy_command(env_ref: str, yes: bool) -> None:
     console.print(f"deploying [bold]{escape(env.stack)}[/] ({escape(env.name)}, {env.region})")
     result = deploy(env, AwsClients.for_environment(env), confirm=confirm, on_event=_print_event)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if result.outcome is DeployOutcome.NO_CHANGES:
+        if result.plan is not None:
+            _warn(result.plan)  # no confirmation showed them
         console.print(f"{env.stack}: no changes")
         return
     if result.outcome is DeployOutcome.DECLINED:
@@ -183,7 +196,7 @@ def destroy_command(env_ref: str, yes: bool) -> None:
     else:
         console.print(f"[green]{escape(result.stack)}: deleted[/]")
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
 
 
 @main.command()

@@ -19,6 +19,7 @@ from fleetkit.infra.checks import verify_template
 from fleetkit.infra.errors import StackBusyError, StackError, StackProtectedError
 from fleetkit.infra.instance_types import check_offered
 from fleetkit.infra.network import Network, resolve_network
+from fleetkit.infra.redis_parameter import redis_parameter_warning
 from fleetkit.infra.stacks import (
     ChangeSetPlan,
     CloudFormationStacks,
@@ -122,13 +123,17 @@ def _plan(env: Environment, clients: AwsClients, stacks: CloudFormationStacks) -
     exists = _usable(env, stacks.describe(env.stack))
     check_offered(env, clients.client("ec2"))
     network = resolve_network(env, clients.client("ec2"))
-    return stacks.plan(
+    warning = redis_parameter_warning(env, clients.client("ssm"))
+    plan = stacks.plan(
         env.stack,
         body=body,
         parameters=stack_parameters(env, network),
         tags={TAG_ENV: env.name},
         exists=exists,
     )
+    if warning:
+        plan.warnings.append(warning)
+    return plan
 
 
 def diff(env: Environment, clients: AwsClients) -> ChangeSetPlan:

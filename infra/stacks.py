@@ -84,6 +84,8 @@ class ChangeSetPlan:
     name: str
     change_type: str  # CREATE | UPDATE
     changes: list[Change] = field(default_factory=list)
+    # What the operator should know before executing it, beyond the template (one line each).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:

@@ -266,3 +266,36 @@ def test_diff_and_deploy_show_what_a_modify_changes(
     assert declined.returncode == 1
     assert "MaxSize 20 → 30" in declined.stdout and "(1 change)" in declined.stdout
     assert fleet_groups("fleetkit-local")["workers/spot"]["MaxSize"] == 20
+
+
+def test_diff_and_deploy_warn_of_a_missing_redis_parameter(
+    aws: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    name = "/fleetkit/local/redis-url"
+    in_ssm = local_copy(
+        tmp_path, **{'url = "redis://127.0.0.1:6379/0"': f'ssm_parameter = "{name}"'}
+    )
+    warning = (
+        f"infra: warning: SSM parameter {name} does not exist in us-east-1: instances will not "
+        "find the Redis URL; create it: aws ssm put-parameter --region us-east-1 --name "
+        f"{name} --type SecureString --value 'redis://HOST:6379/0'"
+    )
+    # validate stays offline: no AWS call, so no warning.
+    offline = infra("validate", "--env", str(in_ssm), env=cli_env)
+    assert offline.returncode == 0 and offline.stderr == ""
+
+    for args in (["diff"], ["diff", "--json"], ["deploy", "--yes"]):
+        result = infra(*args, "--env", str(in_ssm), env=cli_env)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.splitlines() == [warning], args
+    assert json.loads(infra("diff", "--env", str(in_ssm), "--json", env=cli_env).stdout)[
+        "warnings"
+    ] == [warning.removeprefix("infra: warning: ")]
+
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=name, Value="redis://10.0.0.5:6379/0", Type="SecureString"
+    )
+    again = infra("deploy", "--env", str(in_ssm), "--yes", env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""
+    assert "no changes" in again.stdout

@@ -71,6 +71,7 @@ class Cloud:
     clients: AwsClients
     cf: Stubber
     ec2: Stubber
+    ssm: Stubber
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -85,6 +86,7 @@ class Cloud:
     def verify(self) -> None:
         self.cf.assert_no_pending_responses()
         self.ec2.assert_no_pending_responses()
+        self.ssm.assert_no_pending_responses()
 
     # --- what AWS answers -------------------------------------------------------------------
 
@@ -189,6 +191,15 @@ class Cloud:
             )
             ready = ready or answer["Status"] in ("CREATE_COMPLETE", "FAILED")
 
+    def redis_parameter(self, env: Environment, kind: str = "SecureString") -> None:
+        """The SSM parameter holding the Redis URL, which prod and staging name, exists."""
+        name = env.redis.ssm_parameter
+        self.ssm.add_response(
+            "get_parameter",
+            {"Parameter": {"Name": name, "Type": kind, "Value": "AQICAHh…", "Version": 1}},
+            {"Name": name, "WithDecryption": False},
+        )
+
     def deployed_template(self, env: Environment, document: dict[str, Any]) -> None:
         """GetTemplate, read when a Modify comes without details (as moto's always do)."""
         self.call("get_template", env, {"TemplateBody": json.dumps(document)})
@@ -254,11 +265,12 @@ CREATES = {
 
 @pytest.fixture
 def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
-    cf, ec2 = _client("cloudformation"), _client("ec2")
+    cf, ec2, ssm = _client("cloudformation"), _client("ec2"), _client("ssm")
     clients = AwsClients(REGION)
     clients.use("cloudformation", cf)
     clients.use("ec2", ec2)
-    found = Cloud(clients, Stubber(cf), Stubber(ec2))
+    clients.use("ssm", ssm)
+    found = Cloud(clients, Stubber(cf), Stubber(ec2), Stubber(ssm))
     cf.meta.events.register("provide-client-params.cloudformation", found.record)
     # The real adapter, without the 3 s pause between polls.
     monkeypatch.setattr(
@@ -268,7 +280,7 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
             c.client("cloudformation"), poll_seconds=0, sleep=lambda s: None
         ),
     )
-    with found.cf, found.ec2:
+    with found.cf, found.ec2, found.ssm:
         yield found
 
 
@@ -512,6 +524,7 @@ def test_deploy_refuses_a_stack_it_cannot_change(
 def _prod_create(env: Environment, cloud: Cloud) -> None:
     cloud.no_stack(env)
     cloud.network(env)
+    cloud.redis_parameter(env)
     cloud.change_set(env, "CREATE", CREATES, CREATES)
     cloud.events(env, [])
     cloud.call("execute_change_set", env, ChangeSetName=ANY)
