@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
 from redis.exceptions import RedisError
 from rich.console import Console
 from rich.text import Text
 
-from fleetkit.core.aws import aws_error
+from fleetkit.core.aws import AWS_EXCEPTIONS, aws_error
 from fleetkit.core.errors import FleetkitError, RedisUnavailable
 from fleetkit.core.redis_io import redis_error
 
@@ -56,7 +55,7 @@ class OneLineErrors(click.Group):
             self.fail(str(exc), exc.exit_code)
         except RedisError as exc:
             self.fail(str(redis_error(exc, "Redis")), RedisUnavailable.exit_code)
-        except (BotoCoreError, ClientError) as exc:
+        except AWS_EXCEPTIONS as exc:
             mapped = aws_error(exc, "AWS")
             self.fail(str(mapped), mapped.exit_code)
         if not standalone:

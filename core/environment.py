@@ -16,7 +16,14 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from fleetkit.core.errors import ConfigError
 from fleetkit.core.settings import (
@@ -53,6 +60,17 @@ _PATTERN_WORDS = {
 }
 
 
+_NAME_FROM_FILE = "name_from_file"
+
+
+def _usable_name(value: str) -> str:
+    """A name like `value` that follows the rule: unknown_x → unknown-x."""
+    name = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")
+    if not name[:1].isalpha():
+        name = f"env-{name}"
+    return name[:24].rstrip("-")
+
+
 @cache
 def aws_regions() -> frozenset[str]:
     """Every region of every AWS partition the installed botocore knows (offline)."""
@@ -82,11 +100,21 @@ class Environment(BaseModel):
 
     @field_validator("name")
     @classmethod
-    def _name(cls, value: str) -> str:
+    def _name(cls, value: str, info: ValidationInfo) -> str:
         if not re.match(NAME_PATTERN, value):
+            usable = _usable_name(value)
+            # A file without `name = …` is named after itself: say so, or "name:" points at a
+            # key that is not in the file.
+            file_name = (info.context or {}).get(_NAME_FROM_FILE)
+            origin = f" (taken from the file name {file_name})" if file_name else ""
+            fix = (
+                f'rename the file (to {usable}.toml, say) or set name = "{usable}" in it'
+                if file_name
+                else f'set name = "{usable}", say'
+            )
             raise ValueError(
-                f"environment name {value!r} must be {_NAME_RULE} (it becomes the stack name, "
-                'tags and Redis keys); rename the file or set name = "…" in it'
+                f"environment name {value!r}{origin} must be {_NAME_RULE} (it becomes the stack "
+                f"name, tags and Redis keys): {fix}"
             )
         return value
 
@@ -144,9 +172,10 @@ def load_environment(ref: str) -> Environment:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    context = {} if "name" in raw else {_NAME_FROM_FILE: path.name}
     raw.setdefault("name", path.stem)
     try:
-        return Environment.model_validate({**raw, "source": path})
+        return Environment.model_validate({**raw, "source": path}, context=context)
     except ValidationError as exc:
         raise ConfigError("\n".join(error_lines(path, exc))) from None
 

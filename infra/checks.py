@@ -6,11 +6,15 @@ moto notice; cfn-lint runs on top of them and must report no errors and no warni
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Collection
 from typing import Any
 
 from fleetkit.core.environment import Environment
 from fleetkit.infra.blueprints.common import TAG_CAPACITY, TAG_POOL, Capacity
 from fleetkit.infra.errors import LintError, TemplateError
+from fleetkit.infra.instance_types import check_instance_types
 
 __all__ = ["TEMPLATE_BODY_LIMIT", "check_template", "lint_template", "verify_template"]
 
@@ -18,6 +22,9 @@ __all__ = ["TEMPLATE_BODY_LIMIT", "check_template", "lint_template", "verify_tem
 TEMPLATE_BODY_LIMIT = 51_200
 _ASG = "AWS::AutoScaling::AutoScalingGroup"
 _UNPINNED_VERSIONS = {"$Latest", "$Default"}
+# cfn-lint's "instance type not valid in the region" rule.
+_INSTANCE_TYPE_RULE = "E3628"
+_LONG_LIST = re.compile(r"\[(?:'[^']*', ){9,}'[^']*'\]")
 
 
 def _ref(value: object) -> str | None:
@@ -128,20 +135,49 @@ def check_template(document: dict[str, Any], env: Environment | None = None) -> 
     return problems
 
 
-def lint_template(body: str, region: str) -> list[str]:
-    """cfn-lint errors and warnings (informational matches are not failures)."""
+def lint_template(
+    body: str, region: str, *, extra_instance_types: Collection[str] = ()
+) -> list[str]:
+    """cfn-lint errors and warnings (informational matches are not failures).
+
+    `extra_instance_types` are accepted where cfn-lint checks an instance type against its own
+    list (E3628): the environment's override for types newer than the installed data.
+    """
     from cfnlint.api import ManualArgs, lint  # heavy import: only when linting
 
     matches = lint(body, config=ManualArgs(regions=[region]))
-    return [
-        f"{m.rule.id} {'/'.join(str(p) for p in m.path)}: {m.message}"
-        for m in matches
-        if m.rule.id[0] in "EW"
-    ]
+    document: Any = None
+    findings = []
+    for m in matches:
+        if m.rule.id[0] not in "EW":
+            continue
+        if m.rule.id == _INSTANCE_TYPE_RULE and extra_instance_types:
+            document = json.loads(body) if document is None else document
+            if _value_at(document, m.path) in extra_instance_types:
+                continue
+        findings.append(f"{m.rule.id} {'/'.join(str(p) for p in m.path)}: {_short(m.message)}")
+    return findings
+
+
+def _value_at(document: Any, path: list[str | int]) -> object:
+    for key in path:
+        try:
+            document = document[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return document
+
+
+def _short(message: str) -> str:
+    """A finding with its list of every allowed value (E3628 lists ~1000 instance types) cut
+    to a count: one line a user can read."""
+    return _LONG_LIST.sub(lambda m: f"[{m.group(0).count(',') + 1} values]", message)
 
 
 def verify_template(document: dict[str, Any], body: str, env: Environment) -> None:
-    """Raise unless the template passes our rules, cfn-lint and the size limit."""
+    """Raise unless the environment's instance types are known to EC2 and the template passes
+    our rules, cfn-lint and the size limit."""
+    check_instance_types(env)
     problems = check_template(document, env)
     if problems:
         raise TemplateError(problems)
@@ -152,6 +188,6 @@ def verify_template(document: dict[str, Any], body: str, env: Environment) -> No
                 f"of {TEMPLATE_BODY_LIMIT}; split pools across environments"
             ]
         )
-    findings = lint_template(body, env.region)
+    findings = lint_template(body, env.region, extra_instance_types=env.extra_instance_types)
     if findings:
         raise LintError(findings)

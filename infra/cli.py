@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict
 from typing import TextIO
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from fleetkit.core.aws import AwsClients
 from fleetkit.core.cli import OneLineErrors
@@ -43,7 +45,7 @@ class InfraCommands(OneLineErrors):
             table.add_column("status")
             table.add_column("reason")
             for event in exc.failed_events:
-                table.add_row(event.logical_id, event.status, escape(event.reason))
+                table.add_row(escape(event.logical_id), escape(event.status), escape(event.reason))
             errors.print(table)
 
 
@@ -64,6 +66,13 @@ def _load(env_ref: str) -> Environment:
 
 def _print_event(event: StackEvent) -> None:
     console.print(event_line(event))
+
+
+def _warn(plan: ChangeSetPlan) -> None:
+    """Each of the plan's warnings as one literal line on stderr; the exit code is unchanged."""
+    for warning in plan.warnings:
+        line = Text.assemble("infra: ", ("warning:", "yellow"), " ", warning)
+        errors.print(line, soft_wrap=True)  # one line, however wide the terminal
 
 
 @click.group(cls=InfraCommands, name="infra")
@@ -105,13 +114,15 @@ def diff_command(env_ref: str, as_json: bool) -> None:
     """Show what a deploy would change (the change set is deleted again)."""
     env = _load(env_ref)
     plan = diff(env, AwsClients.for_environment(env))
+    _warn(plan)
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "stack": plan.stack,
                     "change_type": plan.change_type,
-                    "changes": [vars(c) for c in plan.changes],
+                    "changes": [asdict(c) for c in plan.changes],
+                    "warnings": plan.warnings,
                 },
                 indent=2,
             )
@@ -130,6 +141,7 @@ def deploy_command(env_ref: str, yes: bool) -> None:
     env = _load(env_ref)
 
     def confirm(plan: ChangeSetPlan) -> bool:
+        _warn(plan)
         console.print(plan_table(plan))
         if yes:
             return True
@@ -138,18 +150,20 @@ def deploy_command(env_ref: str, yes: bool) -> None:
         except click.Abort:
             return False
 
-    console.print(f"deploying [bold]{env.stack}[/] ({env.name}, {env.region})")
+    console.print(f"deploying [bold]{escape(env.stack)}[/] ({escape(env.name)}, {env.region})")
     result = deploy(env, AwsClients.for_environment(env), confirm=confirm, on_event=_print_event)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if result.outcome is DeployOutcome.NO_CHANGES:
+        if result.plan is not None:
+            _warn(result.plan)  # no confirmation showed them
         console.print(f"{env.stack}: no changes")
         return
     if result.outcome is DeployOutcome.DECLINED:
         errors.print(f"{env.stack}: not deployed; the change set was deleted")
         sys.exit(1)
     assert result.state is not None
-    console.print(f"[green]{env.stack}: {result.state.status}[/]")
+    console.print(f"[green]{escape(env.stack)}: {escape(result.state.status)}[/]")
     fleet = read_status(env, AwsClients.for_environment(env))
     if fleet is not None:
         status_tables(console, fleet)
@@ -180,9 +194,9 @@ def destroy_command(env_ref: str, yes: bool) -> None:
         errors.print(f"{result.stack}: not destroyed")
         sys.exit(1)
     else:
-        console.print(f"[green]{result.stack}: deleted[/]")
+        console.print(f"[green]{escape(result.stack)}: deleted[/]")
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
 
 
 @main.command()

@@ -1,6 +1,7 @@
 """Deploy, diff and destroy one environment's stack through change sets.
 
-Every template check runs before the first AWS call, so a bad template touches nothing.
+Every template check runs before the first AWS call, and the region's instance type offerings are
+checked before the change set is made, so bad input touches nothing.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from enum import StrEnum
 
 from fleetkit.core.aws import AwsClients
 from fleetkit.core.environment import Environment
+from fleetkit.core.errors import AwsError
 from fleetkit.infra.blueprints import FleetBlueprint
 from fleetkit.infra.blueprints.common import SUBNETS_PARAMETER, TAG_ENV, VPC_PARAMETER, logical_name
 from fleetkit.infra.checks import verify_template
 from fleetkit.infra.errors import StackBusyError, StackError, StackProtectedError
+from fleetkit.infra.instance_types import check_offered
 from fleetkit.infra.network import Network, resolve_network
+from fleetkit.infra.redis_parameter import redis_parameter_warning
 from fleetkit.infra.stacks import (
     ChangeSetPlan,
     CloudFormationStacks,
@@ -117,14 +121,19 @@ def _plan(env: Environment, clients: AwsClients, stacks: CloudFormationStacks) -
     body = blueprint.body()
     verify_template(blueprint.to_dict(), body, env)
     exists = _usable(env, stacks.describe(env.stack))
+    check_offered(env, clients.client("ec2"))
     network = resolve_network(env, clients.client("ec2"))
-    return stacks.plan(
+    warning = redis_parameter_warning(env, clients.client("ssm"))
+    plan = stacks.plan(
         env.stack,
         body=body,
         parameters=stack_parameters(env, network),
         tags={TAG_ENV: env.name},
         exists=exists,
     )
+    if warning:
+        plan.warnings.append(warning)
+    return plan
 
 
 def diff(env: Environment, clients: AwsClients) -> ChangeSetPlan:
@@ -187,9 +196,12 @@ def _protect(
     if env.termination_protection and not state.termination_protection:
         try:
             stacks.set_termination_protection(state.name, True)
-        except StackError as exc:
+        except AwsError as exc:  # refused (StackError), unreachable, or an unreadable answer
+            # The stack operation itself succeeded: say so, and what is left to do by hand.
             raise StackError(
-                f"stack {state.name} is {state.status} but termination protection is NOT on: {exc}"
+                f"stack {state.name} is {state.status} but termination protection is NOT on: "
+                f"{exc}; turn it on with: aws cloudformation update-termination-protection "
+                f"--enable-termination-protection --stack-name {state.name}"
             ) from exc
         result.notes.append(f"termination protection turned on for {state.name}")
     elif state.termination_protection and not env.termination_protection:

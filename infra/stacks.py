@@ -5,9 +5,10 @@ CloudFormation live here; callers get our dataclasses and errors.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fleetkit.core.aws import aws_errors, error_code
+from fleetkit.infra.changes import PropertyChange, detail_changes, template_changes
 from fleetkit.infra.errors import InfraError, StackBusyError, StackError
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "phase_of",
 ]
 
+# Asks DescribeChangeSet for each changed property's before and after values.
+_PROPERTY_VALUES = "IncludePropertyValues"
 # Phrases AWS uses when a change set would change nothing (moto instead returns no Changes).
 _NO_CHANGE_REASONS = ("didn't contain changes", "No updates are to be performed")
 
@@ -70,6 +74,8 @@ class Change:
     logical_id: str
     resource_type: str
     replacement: str  # True | False | Conditional | "" when AWS does not say (moto)
+    # What a Modify changes: the change set's details, else the deployed template against the new.
+    properties: tuple[PropertyChange, ...] = ()
 
 
 @dataclass
@@ -78,6 +84,8 @@ class ChangeSetPlan:
     name: str
     change_type: str  # CREATE | UPDATE
     changes: list[Change] = field(default_factory=list)
+    # What the operator should know before executing it, beyond the template (one line each).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -96,6 +104,14 @@ class StackEvent:
     @property
     def failed(self) -> bool:
         return self.status.endswith("_FAILED")
+
+
+def _document(body: str) -> dict[str, Any] | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
 
 
 class CloudFormationStacks:
@@ -171,6 +187,8 @@ class CloudFormationStacks:
             if status == "FAILED":
                 raise StackError(f"change set for {stack} failed: {reason}")
             plan.changes = list(self._changes(plan))
+            if any(c.action == "Modify" and not c.properties for c in plan.changes):
+                plan.changes = self._from_templates(plan, body)
         except BaseException:
             # Never leave a change set (or an empty REVIEW_IN_PROGRESS stack) behind.
             self._discard_quietly(plan)
@@ -196,24 +214,45 @@ class CloudFormationStacks:
             self._sleep(min(self.poll_seconds, 1.0))
 
     def _changes(self, plan: ChangeSetPlan) -> Iterable[Change]:
-        token: str | None = None
-        while True:
-            kwargs = {"StackName": plan.stack, "ChangeSetName": plan.name}
-            if token:
-                kwargs["NextToken"] = token
-            with aws_errors(f"describing change set {plan.name}", error=StackError):
-                page = self.client.describe_change_set(**kwargs)
-            for entry in page.get("Changes", []):
-                rc = entry.get("ResourceChange", {})
-                yield Change(
-                    action=rc.get("Action", "?"),
-                    logical_id=rc.get("LogicalResourceId", "?"),
-                    resource_type=rc.get("ResourceType", "?"),
-                    replacement=str(rc.get("Replacement", "")),
-                )
-            token = page.get("NextToken")
-            if not token:
-                return
+        values = {_PROPERTY_VALUES: True} if self._knows(_PROPERTY_VALUES) else {}
+        pages = self.client.get_paginator("describe_change_set").paginate(
+            StackName=plan.stack, ChangeSetName=plan.name, **values
+        )
+        with aws_errors(f"describing change set {plan.name}", error=StackError):
+            for page in pages:
+                for entry in page.get("Changes", []):
+                    rc = entry.get("ResourceChange", {})
+                    yield Change(
+                        action=rc.get("Action", "?"),
+                        logical_id=rc.get("LogicalResourceId", "?"),
+                        resource_type=rc.get("ResourceType", "?"),
+                        replacement=str(rc.get("Replacement", "")),
+                        properties=tuple(detail_changes(rc.get("Details", []))),
+                    )
+
+    def _knows(self, parameter: str) -> bool:
+        """Whether the installed botocore's DescribeChangeSet takes `parameter` (newer ones do)."""
+        operation = self.client.meta.service_model.operation_model("DescribeChangeSet")
+        return parameter in operation.input_shape.members
+
+    def _from_templates(self, plan: ChangeSetPlan, body: str) -> list[Change]:
+        """Each Modify the change set left without details, compared property by property
+        between the deployed template and the new one."""
+        deployed, new = self.template(plan.stack), _document(body)
+        if deployed is None or new is None:
+            return plan.changes
+        return [
+            replace(c, properties=tuple(template_changes(deployed, new, c.logical_id)))
+            if c.action == "Modify" and not c.properties
+            else c
+            for c in plan.changes
+        ]
+
+    def template(self, stack: str) -> dict[str, Any] | None:
+        """The deployed template; None when it is not JSON (we deploy JSON; botocore decodes it)."""
+        with aws_errors(f"reading the template of {stack}", error=StackError):
+            body = self.client.get_template(StackName=stack)["TemplateBody"]
+        return body if isinstance(body, dict) else _document(body)
 
     def discard(self, plan: ChangeSetPlan) -> None:
         """Delete a change set, and the empty REVIEW_IN_PROGRESS stack a declined create leaves."""

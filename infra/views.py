@@ -1,4 +1,8 @@
-"""Rich renderings of plans, events and fleet status for the `infra` CLI."""
+"""Rich renderings of plans, events and fleet status for the `infra` CLI.
+
+Every value from AWS or an environment file is escaped: rich reads `[a-z…]` as markup, so an
+unescaped `[workers]` in a status reason would vanish from the line.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +10,57 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fleetkit.infra.changes import PropertyChange, show
 from fleetkit.infra.stacks import ChangeSetPlan, StackEvent
 from fleetkit.infra.status import FleetStatus
 
-__all__ = ["event_line", "outputs_table", "plan_table", "status_tables"]
+__all__ = [
+    "event_line",
+    "outputs_table",
+    "plan_table",
+    "plan_title",
+    "property_line",
+    "status_tables",
+]
 
 _ACTION_STYLE = {"Add": "green", "Modify": "yellow", "Remove": "red"}
 
 
+def plan_title(plan: ChangeSetPlan) -> str:
+    count = len(plan.changes)
+    return f"{plan.stack}: {plan.change_type.lower()} ({count} change{'' if count == 1 else 's'})"
+
+
 def plan_table(plan: ChangeSetPlan) -> Table:
-    table = Table(title=f"{plan.stack}: {plan.change_type.lower()} ({len(plan.changes)} changes)")
+    table = Table(title=escape(plan_title(plan)))
     for column in ("action", "resource", "type", "replacement"):
         table.add_column(column)
+    table.add_column("what changes", overflow="fold")
     for change in plan.changes:
         style = _ACTION_STYLE.get(change.action, "")
-        replacement = change.replacement or "-"
-        if replacement == "True":
-            replacement = "[bold red]True[/]"
+        action = escape(change.action)
+        replacement = escape(change.replacement or "-")
         table.add_row(
-            f"[{style}]{change.action}[/]" if style else change.action,
-            change.logical_id,
-            change.resource_type,
-            replacement,
+            f"[{style}]{action}[/]" if style else action,
+            escape(change.logical_id),
+            escape(change.resource_type),
+            "[bold red]True[/]" if change.replacement == "True" else replacement,
+            "\n".join(escape(property_line(p)) for p in change.properties),
         )
     return table
+
+
+def property_line(change: PropertyChange) -> str:
+    """`MaxSize 500 → 400`."""
+    return f"{change.path} {show(change.before)} → {show(change.after)}"
 
 
 def event_line(event: StackEvent) -> str:
     style = "red" if event.failed else "green" if event.status.endswith("COMPLETE") else "cyan"
     reason = f" — {escape(event.reason)}" if event.reason else ""
     return (
-        f"{event.timestamp:%H:%M:%S} [{style}]{event.status:<28}[/] "
-        f"{event.logical_id} ({event.resource_type}){reason}"
+        f"{event.timestamp:%H:%M:%S} [{style}]{escape(f'{event.status:<28}')}[/] "
+        f"{escape(event.logical_id)} ({escape(event.resource_type)}){reason}"
     )
 
 
@@ -46,15 +69,15 @@ def outputs_table(outputs: dict[str, str]) -> Table:
     table.add_column("key")
     table.add_column("value")
     for key, value in sorted(outputs.items()):
-        table.add_row(key, value)
+        table.add_row(escape(key), escape(value))
     return table
 
 
 def status_tables(console: Console, status: FleetStatus) -> None:
     protection = "on" if status.termination_protection else "off"
     console.print(
-        f"[bold]{status.stack}[/] {status.status}"
-        + (f" ({status.reason})" if status.reason else "")
+        f"[bold]{escape(status.stack)}[/] {escape(status.status)}"
+        + (f" ({escape(status.reason)})" if status.reason else "")
         + f", termination protection {protection}"
     )
     table = Table(title="groups")
@@ -65,14 +88,14 @@ def status_tables(console: Console, status: FleetStatus) -> None:
     table.add_column("group", overflow="fold")
     for group in status.groups:
         table.add_row(
-            group.pool,
-            group.capacity,
+            escape(group.pool),
+            escape(group.capacity),
             str(group.desired),
             str(group.in_service),
             str(group.pending),
             str(group.min_size),
             str(group.max_size),
-            group.name,
+            escape(group.name),
         )
     console.print(table)
     if status.outputs:

@@ -104,6 +104,16 @@ BAD_CASES = [
     ("bad-subnet", VALID + '[network]\nsubnets = ["sub-1"]\n', "network.subnets"),
     ("bad-cidr", VALID + '[network]\nssh_cidr = "everyone"\n', "network.ssh_cidr"),
     (
+        "cidr-host-bits",
+        VALID + '[network]\nssh_cidr = "10.0.0.5/16"\n',
+        "network.ssh_cidr: '10.0.0.5/16' has host bits set: the network is 10.0.0.0/16",
+    ),
+    (
+        "unknown-region",
+        VALID.replace('"eu-west-1"', '"xx-fake-9"'),
+        "region: 'xx-fake-9' is not an AWS region",
+    ),
+    (
         "reserved-pool",
         VALID.replace("[pools.workers]", "[pools.autoscaler]"),
         "pool name 'autoscaler' is reserved",

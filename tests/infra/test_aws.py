@@ -10,6 +10,7 @@ import pytest
 from fleetkit.core.aws import AwsClients, resolve_redis_url
 from fleetkit.core.environment import Environment, load_environment
 from fleetkit.core.errors import ConfigError
+from fleetkit.infra.instance_types import check_offered, instance_type_uses
 from fleetkit.infra.network import resolve_network
 
 REGION = "us-east-1"
@@ -98,3 +99,9 @@ def test_clients_use_adaptive_retries(aws: str) -> None:
     client = AwsClients(REGION).client("autoscaling")
     assert client.meta.config.retries["mode"] == "adaptive"
     assert client.meta.endpoint_url == aws  # AWS_ENDPOINT_URL is honoured
+
+
+def test_the_region_offers_every_type_of_the_shipped_local_environment(aws: str) -> None:
+    env = load_environment("local")
+    check_offered(env, boto3.client("ec2", region_name=REGION))  # raises otherwise
+    assert {u.name for u in instance_type_uses(env)} == {"t3.micro", "t3.small", "t3a.small"}

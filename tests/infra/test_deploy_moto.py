@@ -187,3 +187,115 @@ def test_aws_profile_is_honoured(aws: str, cli_env: dict[str, str]) -> None:
     assert result.returncode == 1
     assert "no-such-profile" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_protection_that_cannot_be_set_after_a_create_says_what_is_done(
+    aws: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # moto does not implement UpdateTerminationProtection: it answers with an HTML 500 page,
+    # which botocore cannot parse. The stack itself is created.
+    protected = local_copy(
+        tmp_path, **{'region = "us-east-1"': 'region = "us-east-1"\ntermination_protection = true'}
+    )
+    result = infra("deploy", "--env", str(protected), "--yes", env=cli_env)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        "infra: error: stack fleetkit-local is CREATE_COMPLETE but termination protection is "
+        "NOT on: setting termination protection on fleetkit-local: "
+    )
+    assert lines[0].endswith(
+        "turn it on with: aws cloudformation update-termination-protection "
+        "--enable-termination-protection --stack-name fleetkit-local"
+    )
+    assert "CREATE_COMPLETE" in result.stdout
+    cf = boto3.client("cloudformation", region_name="us-east-1")
+    assert cf.describe_stacks(StackName="fleetkit-local")["Stacks"][0]["StackStatus"] == (
+        "CREATE_COMPLETE"
+    )
+
+
+@pytest.mark.parametrize("command", ["diff", "deploy"])
+def test_a_type_the_region_does_not_offer_touches_nothing(
+    aws: str, cli_env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    # cc2.8xlarge is in botocore's list (validate passes) but moto's us-east-1 does not offer it.
+    unoffered = local_copy(tmp_path, **{'"t3a.small"': '"cc2.8xlarge"'})
+    assert infra("validate", "--env", str(unoffered), env=cli_env).returncode == 0
+
+    yes = ["--yes"] if command == "deploy" else []
+    result = infra(command, "--env", str(unoffered), *yes, env=cli_env)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"infra: error: {unoffered}: pools.workers.instance_types.1: 'cc2.8xlarge' is not "
+        "offered in region us-east-1"
+    ]
+    cf = boto3.client("cloudformation", region_name="us-east-1")
+    assert cf.list_stacks()["StackSummaries"] == []
+
+
+def test_diff_and_deploy_show_what_a_modify_changes(
+    aws: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert infra("deploy", "--env", "local", "--yes", env=cli_env).returncode == 0
+    # moto's change set says "Modify WorkersSpotGroup" and no more: the properties come from
+    # the deployed template (GetTemplate) against the new one.
+    changed = local_copy(tmp_path, **{"max_size = 20": "max_size = 30"})
+
+    table = infra("diff", "--env", str(changed), env=cli_env)
+    assert table.returncode == 0, table.stderr
+    assert "fleetkit-local: update (1 change)" in table.stdout
+    assert "MaxSize 20 → 30" in table.stdout
+
+    preview = infra("diff", "--env", str(changed), "--json", env=cli_env)
+    assert preview.returncode == 0, preview.stderr
+    [change] = json.loads(preview.stdout)["changes"]
+    assert change == {
+        "action": "Modify",
+        "logical_id": "WorkersSpotGroup",
+        "resource_type": "AWS::AutoScaling::AutoScalingGroup",
+        "replacement": "",
+        "properties": [{"path": "MaxSize", "before": "20", "after": "30"}],
+    }
+
+    declined = infra("deploy", "--env", str(changed), env=cli_env, input="n\n")
+    assert declined.returncode == 1
+    assert "MaxSize 20 → 30" in declined.stdout and "(1 change)" in declined.stdout
+    assert fleet_groups("fleetkit-local")["workers/spot"]["MaxSize"] == 20
+
+
+def test_diff_and_deploy_warn_of_a_missing_redis_parameter(
+    aws: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    name = "/fleetkit/local/redis-url"
+    in_ssm = local_copy(
+        tmp_path, **{'url = "redis://127.0.0.1:6379/0"': f'ssm_parameter = "{name}"'}
+    )
+    warning = (
+        f"infra: warning: SSM parameter {name} does not exist in us-east-1: instances will not "
+        "find the Redis URL; create it: aws ssm put-parameter --region us-east-1 --name "
+        f"{name} --type SecureString --value 'redis://HOST:6379/0'"
+    )
+    # validate stays offline: no AWS call, so no warning.
+    offline = infra("validate", "--env", str(in_ssm), env=cli_env)
+    assert offline.returncode == 0 and offline.stderr == ""
+
+    for args in (["diff"], ["diff", "--json"], ["deploy", "--yes"]):
+        result = infra(*args, "--env", str(in_ssm), env=cli_env)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.splitlines() == [warning], args
+    assert json.loads(infra("diff", "--env", str(in_ssm), "--json", env=cli_env).stdout)[
+        "warnings"
+    ] == [warning.removeprefix("infra: warning: ")]
+
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=name, Value="redis://10.0.0.5:6379/0", Type="SecureString"
+    )
+    again = infra("deploy", "--env", str(in_ssm), "--yes", env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""
+    assert "no changes" in again.stdout

@@ -8,6 +8,7 @@ the test, and so does a listed call that was not made.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from fleetkit.infra.deploy import (
     stack_parameters,
 )
 from fleetkit.infra.errors import StackBusyError, StackError, StackProtectedError
+from fleetkit.infra.instance_types import instance_type_uses
 from fleetkit.infra.network import Network
 from fleetkit.infra.stacks import ChangeSetPlan, CloudFormationStacks, StackEvent, StackState
 
@@ -69,6 +71,7 @@ class Cloud:
     clients: AwsClients
     cf: Stubber
     ec2: Stubber
+    ssm: Stubber
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -83,6 +86,7 @@ class Cloud:
     def verify(self) -> None:
         self.cf.assert_no_pending_responses()
         self.ec2.assert_no_pending_responses()
+        self.ssm.assert_no_pending_responses()
 
     # --- what AWS answers -------------------------------------------------------------------
 
@@ -121,7 +125,19 @@ class Cloud:
             "describe_stack_events", {"StackEvents": ordered}, {"StackName": by or env.stack}
         )
 
-    def network(self) -> None:
+    def network(self, env: Environment) -> None:
+        """EC2 before a change set: the region offers env's instance types; the default VPC."""
+        names = sorted({u.name for u in instance_type_uses(env)})
+        self.ec2.add_response(
+            "describe_instance_type_offerings",
+            {
+                "InstanceTypeOfferings": [
+                    {"InstanceType": name, "LocationType": "region", "Location": REGION}
+                    for name in names
+                ]
+            },
+            {"LocationType": "region", "Filters": [{"Name": "instance-type", "Values": names}]},
+        )
         self.ec2.add_response(
             "describe_vpcs",
             {"Vpcs": [{"VpcId": VPC, "IsDefault": True}]},
@@ -161,12 +177,32 @@ class Cloud:
                 "Tags": [{"Key": TAG_ENV, "Value": env.name}],
             },
         )
+        # Polls until the change set is ready, then its pages, asked with their property values.
+        ready = False
         for answer in described:
             self.cf.add_response(
                 "describe_change_set",
                 {"StackName": env.stack, **answer},
-                {"StackName": env.stack, "ChangeSetName": ANY},
+                {
+                    "StackName": env.stack,
+                    "ChangeSetName": ANY,
+                    **({"IncludePropertyValues": True} if ready else {}),
+                },
             )
+            ready = ready or answer["Status"] in ("CREATE_COMPLETE", "FAILED")
+
+    def redis_parameter(self, env: Environment, kind: str = "SecureString") -> None:
+        """The SSM parameter holding the Redis URL, which prod and staging name, exists."""
+        name = env.redis.ssm_parameter
+        self.ssm.add_response(
+            "get_parameter",
+            {"Parameter": {"Name": name, "Type": kind, "Value": "AQICAHh…", "Version": 1}},
+            {"Name": name, "WithDecryption": False},
+        )
+
+    def deployed_template(self, env: Environment, document: dict[str, Any]) -> None:
+        """GetTemplate, read when a Modify comes without details (as moto's always do)."""
+        self.call("get_template", env, {"TemplateBody": json.dumps(document)})
 
     def call(
         self, method: str, env: Environment, response: dict[str, Any] | None = None, **params: Any
@@ -229,11 +265,12 @@ CREATES = {
 
 @pytest.fixture
 def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
-    cf, ec2 = _client("cloudformation"), _client("ec2")
+    cf, ec2, ssm = _client("cloudformation"), _client("ec2"), _client("ssm")
     clients = AwsClients(REGION)
     clients.use("cloudformation", cf)
     clients.use("ec2", ec2)
-    found = Cloud(clients, Stubber(cf), Stubber(ec2))
+    clients.use("ssm", ssm)
+    found = Cloud(clients, Stubber(cf), Stubber(ec2), Stubber(ssm))
     cf.meta.events.register("provide-client-params.cloudformation", found.record)
     # The real adapter, without the 3 s pause between polls.
     monkeypatch.setattr(
@@ -243,7 +280,7 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
             c.client("cloudformation"), poll_seconds=0, sleep=lambda s: None
         ),
     )
-    with found.cf, found.ec2:
+    with found.cf, found.ec2, found.ssm:
         yield found
 
 
@@ -287,7 +324,7 @@ def run_deploy(env: Environment, cloud: Cloud, reported: list[StackEvent] | None
 def test_deploy_with_no_changes_deletes_the_change_set(cloud: Cloud) -> None:
     env = load_environment("local")
     cloud.stack(env, "UPDATE_COMPLETE")
-    cloud.network()
+    cloud.network(env)
     cloud.change_set(env, "UPDATE", {"Status": "FAILED", "StatusReason": NO_CHANGES_REASON})
     cloud.call("delete_change_set", env, ChangeSetName=ANY)
     cloud.stack(env, "UPDATE_COMPLETE")
@@ -323,8 +360,9 @@ def _update_that_rolls_back(env: Environment, cloud: Cloud) -> dict[str, Any]:
     )
     done = event(env, "e-done", 30, "UPDATE_ROLLBACK_COMPLETE")
     cloud.stack(env, "UPDATE_COMPLETE")
-    cloud.network()
+    cloud.network(env)
     cloud.change_set(env, "UPDATE", {"Status": "CREATE_IN_PROGRESS"}, WITH_CHANGES, WITH_CHANGES)
+    cloud.deployed_template(env, FleetBlueprint(env).to_dict())
     cloud.events(env, [earlier])  # what was there before: not reported
     cloud.call("execute_change_set", env, ChangeSetName=ANY)
     cloud.stack(env, "UPDATE_IN_PROGRESS")
@@ -395,7 +433,7 @@ def test_create_that_fails_leaves_nothing_running(cloud: Cloud) -> None:
     )
     review = event(env, "c-review", 0, "REVIEW_IN_PROGRESS", reason="User Initiated")
     cloud.no_stack(env)
-    cloud.network()
+    cloud.network(env)
     cloud.change_set(env, "CREATE", CREATES, CREATES)
     # The change set already gave the new stack an event; it is read first so it is not shown.
     cloud.events(env, [review])
@@ -485,7 +523,8 @@ def test_deploy_refuses_a_stack_it_cannot_change(
 
 def _prod_create(env: Environment, cloud: Cloud) -> None:
     cloud.no_stack(env)
-    cloud.network()
+    cloud.network(env)
+    cloud.redis_parameter(env)
     cloud.change_set(env, "CREATE", CREATES, CREATES)
     cloud.events(env, [])
     cloud.call("execute_change_set", env, ChangeSetName=ANY)

@@ -8,6 +8,7 @@ listed in it are exactly the calls made.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from fleetkit.infra.changes import PropertyChange
 from fleetkit.infra.errors import StackBusyError, StackError
 from fleetkit.infra.stacks import (
     Change,
@@ -73,7 +75,7 @@ def raw_event(
     return raw
 
 
-def change_entry(action: str, logical_id: str, resource_type: str, **extra: str) -> dict[str, Any]:
+def change_entry(action: str, logical_id: str, resource_type: str, **extra: Any) -> dict[str, Any]:
     return {
         "Type": "Resource",
         "ResourceChange": {
@@ -112,7 +114,7 @@ def stubber(cf: tuple[Any, Stubber]) -> Stubber:
     return cf[1]
 
 
-def expect_create_change_set(stubber: Stubber, change_type: str) -> None:
+def expect_create_change_set(stubber: Stubber, change_type: str, *, body: str = "{}") -> None:
     stubber.add_response(
         "create_change_set",
         {"Id": f"arn:aws:cloudformation:{REGION}:123456789012:changeSet/x/1", "StackId": STACK_ID},
@@ -120,7 +122,7 @@ def expect_create_change_set(stubber: Stubber, change_type: str) -> None:
             "StackName": STACK,
             "ChangeSetName": ANY,
             "ChangeSetType": change_type,
-            "TemplateBody": "{}",
+            "TemplateBody": body,
             "Parameters": [{"ParameterKey": "VpcId", "ParameterValue": "vpc-1"}],
             "Capabilities": ["CAPABILITY_IAM"],
             "Tags": [{"Key": "fleetkit:env", "Value": "test"}],
@@ -128,7 +130,9 @@ def expect_create_change_set(stubber: Stubber, change_type: str) -> None:
     )
 
 
-def expect_describe_change_set(stubber: Stubber, response: dict[str, Any], **params: str) -> None:
+def expect_describe_change_set(
+    stubber: Stubber, response: dict[str, Any], **params: str | bool
+) -> None:
     stubber.add_response(
         "describe_change_set",
         {"StackName": STACK, **response},
@@ -234,6 +238,7 @@ def test_plan_reads_every_page_of_changes(stacks: CloudFormationStacks, stubber:
             ],
             "NextToken": "page-2",
         },
+        IncludePropertyValues=True,
     )
     expect_describe_change_set(
         stubber,
@@ -242,7 +247,10 @@ def test_plan_reads_every_page_of_changes(stacks: CloudFormationStacks, stubber:
             "Changes": [change_entry("Add", "ArtifactBucket", "AWS::S3::Bucket")],
         },
         NextToken="page-2",
+        IncludePropertyValues=True,
     )
+    # The Modify came without details: the deployed template is compared with the new one.
+    stubber.add_response("get_template", {"TemplateBody": "{}"}, {"StackName": STACK})
 
     result = plan(stacks, exists=True)
 
@@ -251,6 +259,121 @@ def test_plan_reads_every_page_of_changes(stacks: CloudFormationStacks, stubber:
         Change("Add", "ArtifactBucket", "AWS::S3::Bucket", ""),
     ]
     assert not result.empty
+    stubber.assert_no_pending_responses()
+
+
+def plan_of(
+    stacks: CloudFormationStacks, body: dict[str, Any], *, exists: bool = True
+) -> ChangeSetPlan:
+    return stacks.plan(
+        STACK,
+        body=json.dumps(body),
+        parameters={"VpcId": "vpc-1"},
+        tags={"fleetkit:env": "test"},
+        exists=exists,
+    )
+
+
+def group_template(max_size: str) -> dict[str, Any]:
+    group = {"Type": "AWS::AutoScaling::AutoScalingGroup", "Properties": {"MaxSize": max_size}}
+    return {"Resources": {"WorkersSpotGroup": group}}
+
+
+def test_modify_properties_come_from_the_change_set_details(
+    stacks: CloudFormationStacks, stubber: Stubber
+) -> None:
+    expect_create_change_set(stubber, "UPDATE", body=json.dumps(group_template("400")))
+    expect_describe_change_set(stubber, {"Status": "CREATE_COMPLETE"})
+    detail = {
+        "Target": {
+            "Attribute": "Properties",
+            "Name": "MaxSize",
+            "Path": "/Properties/MaxSize",
+            "RequiresRecreation": "Never",
+            "BeforeValue": "500",
+            "AfterValue": "400",
+        },
+        "Evaluation": "Static",
+        "ChangeSource": "DirectModification",
+    }
+    expect_describe_change_set(
+        stubber,
+        {
+            "Status": "CREATE_COMPLETE",
+            "Changes": [
+                change_entry(
+                    "Modify",
+                    "WorkersSpotGroup",
+                    "AWS::AutoScaling::AutoScalingGroup",
+                    Replacement="False",
+                    Details=[detail],
+                )
+            ],
+        },
+        IncludePropertyValues=True,
+    )
+    # No GetTemplate: the details say it all.
+
+    result = plan_of(stacks, group_template("400"))
+
+    assert [c.properties for c in result.changes] == [(PropertyChange("MaxSize", "500", "400"),)]
+    stubber.assert_no_pending_responses()
+
+
+def test_modify_without_details_compares_the_deployed_template(
+    stacks: CloudFormationStacks, stubber: Stubber
+) -> None:
+    # moto's change sets, and AWS's for a botocore without IncludePropertyValues.
+    expect_create_change_set(stubber, "UPDATE", body=json.dumps(group_template("400")))
+    expect_describe_change_set(stubber, {"Status": "CREATE_COMPLETE"})
+    expect_describe_change_set(
+        stubber,
+        {
+            "Status": "CREATE_COMPLETE",
+            "Changes": [
+                change_entry("Modify", "WorkersSpotGroup", "AWS::AutoScaling::AutoScalingGroup"),
+                change_entry("Add", "ArtifactBucket", "AWS::S3::Bucket"),
+            ],
+        },
+        IncludePropertyValues=True,
+    )
+    stubber.add_response(
+        "get_template",
+        {"TemplateBody": json.dumps(group_template("500"))},
+        {"StackName": STACK},
+    )
+
+    result = plan_of(stacks, group_template("400"))
+
+    assert [(c.logical_id, c.properties) for c in result.changes] == [
+        ("WorkersSpotGroup", (PropertyChange("MaxSize", "500", "400"),)),
+        ("ArtifactBucket", ()),
+    ]
+    stubber.assert_no_pending_responses()
+
+
+def test_reading_the_deployed_template_fails_and_the_change_set_is_deleted(
+    stacks: CloudFormationStacks, stubber: Stubber
+) -> None:
+    expect_create_change_set(stubber, "UPDATE", body=json.dumps(group_template("400")))
+    expect_describe_change_set(stubber, {"Status": "CREATE_COMPLETE"})
+    expect_describe_change_set(
+        stubber,
+        {
+            "Status": "CREATE_COMPLETE",
+            "Changes": [
+                change_entry("Modify", "WorkersSpotGroup", "AWS::AutoScaling::AutoScalingGroup")
+            ],
+        },
+        IncludePropertyValues=True,
+    )
+    stubber.add_client_error(
+        "get_template", service_error_code="AccessDenied", service_message="not allowed"
+    )
+    stubber.add_response("delete_change_set", {}, {"StackName": STACK, "ChangeSetName": ANY})
+
+    with pytest.raises(StackError, match="reading the template of fleetkit-test: AccessDenied"):
+        plan_of(stacks, group_template("400"))
     stubber.assert_no_pending_responses()
 
 
