@@ -18,6 +18,17 @@ from types import TracebackType
 
 import httpx
 
+from fleetkit.core.imds import (
+    INSTANCE_ID_PATH,
+    LIFECYCLE_PATH,
+    MAX_TOKEN_TTL_S,
+    REBALANCE_PATH,
+    REGION_PATH,
+    SPOT_PATH,
+    TOKEN_HEADER,
+    TOKEN_PATH,
+    TTL_HEADER,
+)
 from fleetkit.worker.errors import WorkerConfigError
 from fleetkit.worker.notices import (
     MalformedNotice,
@@ -36,15 +47,6 @@ DEFAULT_ENDPOINT = "http://169.254.169.254"
 ENDPOINT_ENV = (
     "AWS_EC2_METADATA_SERVICE_ENDPOINT"  # botocore's variable, so one setting serves both
 )
-
-TOKEN_PATH = "/latest/api/token"
-TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
-TOKEN_HEADER = "X-aws-ec2-metadata-token"
-SPOT_PATH = "/latest/meta-data/spot/instance-action"
-REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
-LIFECYCLE_PATH = "/latest/meta-data/autoscaling/target-lifecycle-state"
-INSTANCE_ID_PATH = "/latest/meta-data/instance-id"
-REGION_PATH = "/latest/meta-data/placement/region"
 
 _Parser = Callable[[str, datetime], TerminationNotice | None]
 # Spot first: when IMDS stops answering mid-poll, the notice with a hard deadline was read.
@@ -96,15 +98,15 @@ class ImdsTerminationNoticeSource:
         endpoint: str | None = None,
         *,
         timeout_s: float = 1.0,
-        token_ttl_s: int = 21600,
+        token_ttl_s: int = MAX_TOKEN_TTL_S,
         probe_attempts: int = 3,
         warn_interval_s: float = 60.0,
         clock: Callable[[], datetime] = _utcnow,
         logger: logging.Logger = log,
     ) -> None:
-        if not 1 <= token_ttl_s <= 21600:
+        if not 1 <= token_ttl_s <= MAX_TOKEN_TTL_S:
             raise WorkerConfigError(
-                f"token_ttl_s must be 1..21600 (IMDS's limit), not {token_ttl_s}"
+                f"token_ttl_s must be 1..{MAX_TOKEN_TTL_S} (IMDS's limit), not {token_ttl_s}"
             )
         self.endpoint = resolve_endpoint(endpoint)
         self.timeout_s = timeout_s

@@ -14,16 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fleetkit.core.imds import LIFECYCLE_PATH, REBALANCE_PATH, SPOT_PATH
+from fleetkit.sandbox.imds import LocalImdsServer
 from fleetkit.worker.errors import WorkerConfigError
-from fleetkit.worker.imds import (
-    DEFAULT_ENDPOINT,
-    ENDPOINT_ENV,
-    LIFECYCLE_PATH,
-    REBALANCE_PATH,
-    SPOT_PATH,
-    ImdsTerminationNoticeSource,
-)
-from fleetkit.worker.imds_server import LocalImdsServer
+from fleetkit.worker.imds import DEFAULT_ENDPOINT, ENDPOINT_ENV, ImdsTerminationNoticeSource
 from fleetkit.worker.notices import NoticeKind, TerminationNoticeSource
 
 REPO = Path(__file__).resolve().parents[2]
@@ -443,7 +437,7 @@ def test_server_cli_runs_until_terminated(make_source: MakeSource) -> None:
         [
             sys.executable,
             "-m",
-            "fleetkit.worker.imds_server",
+            "fleetkit.sandbox.imds",
             "--port",
             str(port),
             "--instance-id",
