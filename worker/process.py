@@ -1,18 +1,21 @@
-"""One worker process: `python -m worker.process SETTINGS_JSON NAME` (started by the supervisor)."""
+"""One worker process, started by the supervisor: `python -m fleetkit.worker.process SETTINGS NAME`
+(SETTINGS: the WorkerSettings as JSON)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from rq.queue import Queue
 
-from fleetkit.worker.fleet_worker import FleetJob
 from fleetkit.worker.forking import FleetWorker
+from fleetkit.worker.job import FleetJob
+from fleetkit.worker.options import FleetOptions
 from fleetkit.worker.simple import FleetSimpleWorker
 
 if TYPE_CHECKING:
@@ -39,17 +42,19 @@ def build_worker(settings: WorkerSettings | Any, name: str) -> FleetWorker | Fle
         maintenance_interval=60,
     )
     worker.configure_fleet(
-        redis_url=settings.redis_url,
-        run_dir=settings.run_dir or ".",
-        safety_margin_s=settings.safety_margin_s,
-        drain_timeout_s=settings.drain_timeout_s,
-        stop_on_rebalance=settings.stop_on_rebalance,
-        heartbeat_ttl_s=settings.heartbeat_ttl_s,
-        sweep_interval_s=settings.sweep_interval_s,
-        max_hard_kills=settings.max_hard_kills,
-        handback_grace_s=settings.handback_grace_s,
-        instance_id=settings.instance_id,
-        prefork=settings.prefork,
+        FleetOptions(
+            redis_url=settings.redis_url,
+            run_dir=Path(settings.run_dir or "."),
+            safety_margin_s=settings.safety_margin_s,
+            drain_timeout_s=settings.drain_timeout_s,
+            stop_on_rebalance=settings.stop_on_rebalance,
+            heartbeat_ttl_s=settings.heartbeat_ttl_s,
+            sweep_interval_s=settings.sweep_interval_s,
+            max_hard_kills=settings.max_hard_kills,
+            handback_grace_s=settings.handback_grace_s,
+            instance_id=settings.instance_id,
+            prefork=settings.prefork,
+        )
     )
     return worker
 

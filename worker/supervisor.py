@@ -25,7 +25,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from fleetkit.core.liveness import Liveness
-from fleetkit.worker.fleet_worker import NOTICE_FILE, FleetJob
+from fleetkit.worker.drain import NOTICE_FILE
+from fleetkit.worker.job import FleetJob
 from fleetkit.worker.notices import TerminationNotice, TerminationNoticeSource
 from fleetkit.worker.settings import WorkerSettings
 
