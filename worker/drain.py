@@ -25,7 +25,7 @@ from typing import Any
 from rq.exceptions import StopRequested
 
 from fleetkit.worker.bookkeeping import JobBookkeeping, mean_duration
-from fleetkit.worker.handback import should_hand_back
+from fleetkit.worker.handback import handback_reason
 from fleetkit.worker.job import FleetJob
 from fleetkit.worker.options import FleetOptions
 
@@ -140,16 +140,25 @@ class DrainMixin:
         if self._fleet_state is DrainState.WORKING:
             self._fleet_state = DrainState.DRAINING
         self._stop_requested = True
-        if deadline is not None and (
+        earlier = deadline is not None and (
             self._fleet_deadline is None or deadline < self._fleet_deadline
-        ):
+        )
+        if earlier:
             self._fleet_deadline = deadline
-            self._fleet_arm_timer(deadline - self.options.safety_margin_s)
         job = self._fleet_job
+        if job is not None:
+            # Decided before the deadline timer is armed: a deadline already inside the margin
+            # would fire it at once, and the job would go back for "deadline reached" instead
+            # of the reason it was judged unable to finish.
+            why = None
+            if deadline is None or decide:
+                why = self._fleet_why_hand_back(job, deadline)
+            if why is not None:
+                self._fleet_hand_back_current(f"termination notice: {why}")
+        if earlier and deadline is not None:
+            self._fleet_arm_timer(deadline - self.options.safety_margin_s)
         if job is None:
             raise StopRequested()  # idle: leave the blocking dequeue now
-        if deadline is None or (decide and self._fleet_cannot_finish(job, deadline)):
-            self._fleet_hand_back_current("termination notice")
 
     def _fleet_arm_timer(self, at: float) -> None:
         self._fleet_cancel_timer()
@@ -159,14 +168,16 @@ class DrainMixin:
         timer.start()
         self._fleet_timer = timer
 
-    def _fleet_cannot_finish(self, job: FleetJob, deadline: float) -> bool:
+    def _fleet_why_hand_back(self, job: FleetJob, deadline: float | None) -> str | None:
+        """Why the running job cannot finish before `deadline` (less the margin), if it cannot."""
         started = job.started_at.timestamp() if job.started_at else time.time()
         timeout = job.timeout if job.timeout and job.timeout > 0 else None
-        return should_hand_back(
+        known = deadline is not None
+        return handback_reason(
             now=time.time(),
             started_at=started,
             deadline=deadline,
             safety_margin_s=self.options.safety_margin_s,
-            mean_duration_s=mean_duration(self.connection, job.func_name or ""),
+            mean_duration_s=mean_duration(self.connection, job.func_name or "") if known else None,
             timeout_s=timeout,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -17,7 +18,15 @@ from rq.registry import FailedJobRegistry
 from fleetkit.core.handback import HANDBACK_META, HARD_KILLS_META
 from fleetkit.core.schema import KEYS
 from tests.worker import jobs
-from tests.worker.procs import kill_group, runs, settings, start_worker, stop, wait_for
+from tests.worker.procs import (
+    kill_group,
+    log_lines,
+    runs,
+    settings,
+    start_worker,
+    stop,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 MODES = pytest.mark.parametrize("forking", [True, False], ids=["forking", "simple"])
@@ -94,6 +103,33 @@ def test_notice_hands_back_only_what_cannot_finish(
             stop(short_worker)
     finally:
         stop(long_worker)
+
+
+@MODES
+def test_a_job_whose_timeout_cannot_fit_is_handed_back_saying_so(
+    redis_url: str, redis: Redis, tmp_path: Path, forking: bool
+) -> None:
+    queue = Queue("default", connection=redis)
+    job = queue.enqueue(jobs.slow, 60, job_timeout=30)  # no run has ended: no mean duration
+    log = tmp_path / "worker.log"
+    _, worker = start_worker(settings(redis_url, tmp_path, forking=forking), log=log)
+    try:
+        wait_for(lambda: started(redis, job.id), 20, "the job to start")
+        # Already inside the 1 s safety margin: the deadline itself has come as well.
+        notice = {"kind": "spot-interruption", "deadline": time.time() + 0.5}
+        (tmp_path / "notice.json").write_text(json.dumps(notice))
+        os.kill(worker.pid, signal.SIGUSR1)
+        wait_for(lambda: status(redis, job.id) == JobStatus.QUEUED, 10, "the hand back")
+        wait_for(lambda: worker.poll() is not None, 20, "the worker to exit")
+    finally:
+        stop(worker)
+    (line,) = log_lines(log, f"handing back job {job.id}")
+    assert "drain deadline reached" not in line
+    assert re.search(
+        r"\(termination notice: expected to take \d+ s more \(its timeout is 30 s; no mean "
+        r"duration yet\), and the deadline less the 1\.0 s safety margin has passed\)$",
+        line,
+    ), line
 
 
 @MODES
