@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from rq.registry import FailedJobRegistry
 
 from fleetkit.core.handback import HANDBACK_META, HARD_KILLS_META
 from fleetkit.core.schema import KEYS
+from fleetkit.worker.checkpoint import CHECKPOINT_META
 from tests.worker import jobs
 from tests.worker.procs import (
     kill_group,
@@ -40,6 +42,33 @@ def started(redis: Redis, job_id: str) -> bool:
     return runs(redis, job_id) > 0 and status(redis, job_id) == JobStatus.STARTED
 
 
+def checkpointed_steps(redis: Redis, job_id: str) -> int:
+    saved = Job.fetch(job_id, connection=redis).meta.get(CHECKPOINT_META) or {}
+    return int(saved.get("next", 0))
+
+
+def first_sigterm(worker: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM, and wait until the worker says it drains."""
+    os.kill(worker.pid, signal.SIGTERM)
+    wait_for(lambda: log_lines(log, "SIGTERM: draining"), 10, "the drain to begin")
+
+
+def second_sigterm(worker: subprocess.Popen[bytes], log: Path) -> None:
+    """Another SIGTERM, until the worker takes it for a second one.
+
+    A stop signal within a second of the one acted on is the same one delivered twice (systemd
+    and the supervisor may both send it): the worker ignores it, so it is sent again.
+    """
+
+    def taken() -> bool:
+        if log_lines(log, "second stop signal"):
+            return True
+        os.kill(worker.pid, signal.SIGTERM)
+        return False
+
+    wait_for(taken, 10, "a second stop signal to be taken")
+
+
 @MODES
 def test_second_sigterm_hands_back_and_another_worker_finishes(
     redis_url: str, redis: Redis, tmp_path: Path, forking: bool
@@ -48,13 +77,13 @@ def test_second_sigterm_hands_back_and_another_worker_finishes(
     queue = Queue("default", connection=redis)
     job = queue.enqueue(jobs.slow, 60)
     queue.enqueue(jobs.quick)  # behind it: the handed-back job must go to the front
-    _, first = start_worker(config)
+    log = tmp_path / "worker.log"
+    _, first = start_worker(config, log=log)
     try:
         wait_for(lambda: started(redis, job.id), 20, "the job to start")
-        os.kill(first.pid, signal.SIGTERM)
-        time.sleep(1.5)
+        first_sigterm(first, log)
         assert status(redis, job.id) == JobStatus.STARTED  # draining: still running
-        os.kill(first.pid, signal.SIGTERM)
+        second_sigterm(first, log)
         wait_for(lambda: first.poll() is not None, 20, "the worker to exit")
         assert first.returncode == 0
         assert status(redis, job.id) == JobStatus.QUEUED
@@ -160,13 +189,13 @@ def test_hard_kill_job_runs_again_within_30_s(
 def test_checkpoint_resumes_after_hand_back(redis_url: str, redis: Redis, tmp_path: Path) -> None:
     queue = Queue("default", connection=redis)
     job = queue.enqueue(jobs.counted_steps, 40, 0.1)
-    _, first = start_worker(settings(redis_url, tmp_path))
+    log = tmp_path / "worker.log"
+    _, first = start_worker(settings(redis_url, tmp_path), log=log)
     try:
         wait_for(lambda: runs(redis, job.id) > 0, 20, "the job to start")
-        time.sleep(1.0)
-        os.kill(first.pid, signal.SIGTERM)
-        time.sleep(1.2)
-        os.kill(first.pid, signal.SIGTERM)
+        wait_for(lambda: checkpointed_steps(redis, job.id) > 5, 20, "a few checkpoints")
+        first_sigterm(first, log)
+        second_sigterm(first, log)
         wait_for(lambda: status(redis, job.id) == JobStatus.QUEUED, 10, "hand back")
     finally:
         stop(first)
