@@ -95,3 +95,29 @@ def runs(connection: Redis, job_id: str) -> int:
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         kill_group(process)
+
+
+def start_fleet_worker(
+    *args: str, log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`fleet-worker run ARGS` (the supervisor), its output (stdout and stderr) to `log`."""
+    with contextlib.ExitStack() as files:
+        output = files.enter_context(log.open("ab")) if log is not None else subprocess.DEVNULL
+        return subprocess.Popen(
+            [sys.executable, "-c", "from fleetkit.worker.cli import main; main()", "run", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # kill_group reaches its workers and their horses
+        )
+
+
+def finish(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM and wait for a clean exit; SIGKILL the whole group if it does not come."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(process)
