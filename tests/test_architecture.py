@@ -143,6 +143,11 @@ def test_the_forking_worker_loads_no_pydantic() -> None:
     assert "pydantic" not in loaded_by(ROOT, "fleetkit.worker.process")
 
 
+def test_the_forking_worker_loads_no_terminal_ui() -> None:
+    # It reports Redis outages through fleetkit.core.waiting, whose spinner is the CLI's alone.
+    assert "rich" not in loaded_by(ROOT, "fleetkit.worker.process")
+
+
 def test_the_instance_programs_really_load_nothing_of_the_deploy_side() -> None:
     """The same, in a real interpreter: what `import` actually loaded."""
     probe = (

@@ -28,6 +28,7 @@ from fleetkit.worker.drain import DrainMixin
 from fleetkit.worker.job import FleetJob
 from fleetkit.worker.liveness import Beacon
 from fleetkit.worker.options import FleetOptions
+from fleetkit.worker.outage import RQ_LOGGER, RedisOutage, probe_client
 
 __all__ = ["FleetWorkerMixin"]
 
@@ -47,9 +48,13 @@ class FleetWorkerMixin(DrainMixin):
     _is_horse: bool
     _state: str
 
-    def configure_fleet(self, options: FleetOptions) -> None:
-        """Set the fleet options; call once, after rq's constructor and before `work`."""
+    def configure_fleet(self, options: FleetOptions, *, outage: RedisOutage | None = None) -> None:
+        """Set the fleet options; call once, after rq's constructor and before `work`.
+
+        `outage`: the process's record of Redis outages (one is made if not given).
+        """
         self.options = options
+        self.redis_outage = outage if outage is not None else RedisOutage(self.name)
         self._fleet_job: FleetJob | None = None
         self._fleet_unfinished: str | None = None
         self._fleet_exit_reason = "exception"
@@ -73,7 +78,10 @@ class FleetWorkerMixin(DrainMixin):
             job_class=FleetJob,
             on_recovered=self._fleet_recovered,
             instance=options.instance_id,
+            outage=self.redis_outage,
         )
+        rq_log = logging.getLogger(RQ_LOGGER)
+        rq_log.addFilter(self.redis_outage)
         beacon.start()
         try:
             worked: bool = super().work(*args, **kwargs)  # type: ignore[misc]
@@ -82,6 +90,7 @@ class FleetWorkerMixin(DrainMixin):
             beacon.stop()
             self._fleet_cancel_timer()
             self._fleet_exit()
+            rq_log.removeFilter(self.redis_outage)
 
     def _fleet_exit(self) -> None:
         """Leave nothing behind: hand back a job rq gave up on (Redis dropped mid-job)."""
@@ -94,8 +103,9 @@ class FleetWorkerMixin(DrainMixin):
                 )
             self.liveness.forget(self.name)
         except RedisError as exc:
-            # Redis is still away: our heartbeat expires and the sweep recovers the job.
-            log.warning("worker %s: leaving recovery to the sweep: %s", self.name, exc)
+            # Redis is still away: the supervisor (when Redis answers) or, after our heartbeat
+            # expires, the sweep recovers the job.
+            self.redis_outage.failed(exc)
 
     def _fleet_hand_back_own(self, job_id: str, reason: str) -> Outcome:
         """Hand back a job this worker took, only while it is still this worker's.
@@ -223,7 +233,24 @@ class FleetWorkerMixin(DrainMixin):
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if getattr(job, "handed_back", False):
             return  # not a failure: exception handlers (Sentry, …) stay quiet
+        error = exc_info[1] if len(exc_info) > 1 else None
+        if isinstance(error, RedisError) and not self._fleet_redis_answers():
+            # Redis went away under the job or its end: an outage, said once (by the worker, not
+            # its horse), not the job's failure (which could not be recorded anyway); the job is
+            # recovered when Redis answers.
+            if not self._is_horse:
+                self.redis_outage.failed(error)
+            return
         super().handle_exception(job, *exc_info)  # type: ignore[misc]
+
+    def _fleet_redis_answers(self) -> bool:
+        probe = probe_client(self.options.redis_url)
+        try:
+            return bool(probe.ping())
+        except RedisError:
+            return False
+        finally:
+            probe.close()
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""

@@ -11,11 +11,13 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq.queue import Queue
 
 from fleetkit.worker.forking import FleetWorker
 from fleetkit.worker.job import FleetJob
 from fleetkit.worker.options import FleetOptions
+from fleetkit.worker.outage import REDIS_UNREACHABLE_EXIT, RedisOutage
 from fleetkit.worker.simple import FleetSimpleWorker
 
 if TYPE_CHECKING:
@@ -24,7 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["build_worker", "main"]
 
 
-def build_worker(settings: WorkerSettings | Any, name: str) -> FleetWorker | FleetSimpleWorker:
+def build_worker(
+    settings: WorkerSettings | Any, name: str, *, outage: RedisOutage | None = None
+) -> FleetWorker | FleetSimpleWorker:
     """`settings` is a WorkerSettings, or its JSON dump as attributes (see `main`)."""
     # No CLIENT SETINFO on connect: two round trips less for every work horse, which opens a
     # connection of its own.
@@ -54,7 +58,8 @@ def build_worker(settings: WorkerSettings | Any, name: str) -> FleetWorker | Fle
             handback_grace_s=settings.handback_grace_s,
             instance_id=settings.instance_id,
             prefork=settings.prefork,
-        )
+        ),
+        outage=outage,
     )
     return worker
 
@@ -67,8 +72,17 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    worker = build_worker(settings, args[1])
-    worker.work(burst=settings.burst, logging_level=settings.log_level)
+    outage = RedisOutage(args[1])
+    try:
+        worker = build_worker(settings, args[1], outage=outage)
+        worker.work(burst=settings.burst, logging_level=settings.log_level)
+    except RedisError as exc:
+        # Redis went away where rq does not retry (connecting, a job's end, the teardown):
+        # said once, and the supervisor starts this worker again when Redis answers.
+        outage.failed(exc)
+        raise SystemExit(REDIS_UNREACHABLE_EXIT) from None
+    if outage.down:  # rq's loop stopped on a Redis error
+        raise SystemExit(REDIS_UNREACHABLE_EXIT)
 
 
 if __name__ == "__main__":
