@@ -15,7 +15,7 @@ import logging
 import threading
 from urllib.parse import urlsplit
 
-from redis import Redis
+from redis import Redis, exceptions
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -32,6 +32,7 @@ REDIS_UNREACHABLE_EXIT = 75
 RQ_LOGGER = "rq.worker"
 # rq's only Redis complaint that carries no exception ("Redis connection timeout, quitting").
 _RQ_TIMEOUT = "Redis connection timeout"
+_UNREACHABLE = (exceptions.ConnectionError, exceptions.TimeoutError)  # and their subclasses
 
 
 def where(redis_url: str) -> str:
@@ -91,7 +92,8 @@ class RedisOutage(logging.Filter):
 
 
 def _redis_error_in(record: logging.LogRecord) -> RedisError | None:
-    if record.exc_info and isinstance(record.exc_info[1], RedisError):
+    """The connection failure a record reports, if any (a refused command is no outage)."""
+    if record.exc_info and isinstance(record.exc_info[1], _UNREACHABLE):
         return record.exc_info[1]
     arguments = record.args if isinstance(record.args, tuple) else ()
-    return next((a for a in arguments if isinstance(a, RedisError)), None)
+    return next((a for a in arguments if isinstance(a, _UNREACHABLE)), None)
