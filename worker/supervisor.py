@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rich.console import Console
 
 from fleetkit.core.liveness import Liveness
 from fleetkit.core.redis_io import describe, redis_errors
@@ -38,6 +38,9 @@ from fleetkit.worker.job import FleetJob
 from fleetkit.worker.notices import TerminationNotice, TerminationNoticeSource
 from fleetkit.worker.outage import REDIS_UNREACHABLE_EXIT, probe_client, where
 from fleetkit.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["Supervisor", "WorkerProcess"]
 
