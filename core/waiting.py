@@ -17,11 +17,12 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TypeVar
-
-from rich.console import Console
+from typing import TYPE_CHECKING, TypeVar
 
 from fleetkit.core.errors import FleetkitError
+
+if TYPE_CHECKING:  # a worker process (which forks per job) reports outages without loading rich
+    from rich.console import Console
 
 __all__ = ["START_TIMEOUT_VARIABLE", "Outage", "start_timeout_s", "wait_until_reachable"]
 
@@ -40,13 +41,22 @@ def start_timeout_s() -> float:
 
 
 class Outage:
-    """One dependency's reachability: a line when an outage begins, one when it ends."""
+    """One dependency's reachability: a line when an outage begins, one when it ends.
+
+    `level`: of both lines (a process whose supervisor reports the same outage says it at INFO).
+    """
 
     def __init__(
-        self, what: str, log: logging.Logger, *, clock: Callable[[], float] = time.monotonic
+        self,
+        what: str,
+        log: logging.Logger,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        level: int = logging.WARNING,
     ) -> None:
         self.what = what
         self.log = log
+        self.level = level
         self._clock = clock
         self._since: float | None = None
 
@@ -59,7 +69,7 @@ class Outage:
         if self._since is not None:
             return False
         self._since = self._clock()
-        self.log.warning("%s unreachable, retrying until it answers: %s", self.what, detail)
+        self.log.log(self.level, "%s unreachable, retrying until it answers: %s", self.what, detail)
         return True
 
     def recovered(self) -> None:
@@ -68,7 +78,7 @@ class Outage:
             return
         lasted = self._clock() - self._since
         self._since = None
-        self.log.warning("%s reachable again after %.0f s", self.what, lasted)
+        self.log.log(self.level, "%s reachable again after %.0f s", self.what, lasted)
 
 
 def wait_until_reachable(

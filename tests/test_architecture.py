@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("core", "infra", "worker", "autoscaler", "bootstrap", "cookbooks")
+PARTS = ("core", "infra", "worker", "autoscaler", "bootstrap", "cookbooks", "sandbox")
 # What each part may import of the others (besides itself).
 ALLOWED = {
     "core": set(),
@@ -28,6 +28,8 @@ ALLOWED = {
     "autoscaler": {"core"},
     "bootstrap": {"core"},
     "cookbooks": {"core"},
+    # The sandbox stands in for EC2 around a whole local fleet: it may drive every part.
+    "sandbox": {"core", "infra", "worker", "autoscaler"},
 }
 # The deploy side: never on an instance (and never loaded by the instance CLIs).
 DEPLOY_ONLY = {"troposphere", "awacs", "cfnlint", "jinja2", "fabric"}
@@ -141,6 +143,11 @@ def test_the_forking_worker_loads_no_pydantic() -> None:
     assert "pydantic" not in loaded_by(ROOT, "fleetkit.worker.process")
 
 
+def test_the_forking_worker_loads_no_terminal_ui() -> None:
+    # It reports Redis outages through fleetkit.core.waiting, whose spinner is the CLI's alone.
+    assert "rich" not in loaded_by(ROOT, "fleetkit.worker.process")
+
+
 def test_the_instance_programs_really_load_nothing_of_the_deploy_side() -> None:
     """The same, in a real interpreter: what `import` actually loaded."""
     probe = (
@@ -220,6 +227,7 @@ def test_the_wheel_holds_fleetkit_and_nothing_else(tmp_path: Path) -> None:
     for inside in (
         "fleetkit/core/schema.py",
         "fleetkit/worker/checkpoint.py",
+        "fleetkit/sandbox/imds.py",
         "fleetkit/infra/environments/staging.toml",
         "fleetkit/py.typed",
     ):

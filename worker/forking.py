@@ -34,7 +34,8 @@ from rq.queue import Queue
 from rq.worker import Worker
 
 from fleetkit.worker.errors import ShutDownImminent
-from fleetkit.worker.fleet_worker import FleetJob, FleetWorkerMixin
+from fleetkit.worker.fleet_worker import FleetWorkerMixin
+from fleetkit.worker.job import FleetJob
 
 __all__ = ["FleetWorker"]
 
@@ -126,7 +127,7 @@ class FleetWorker(FleetWorkerMixin, Worker):
             self._fleet_discard_spare()
 
     def fork_work_horse(self, job: Job, queue: Queue) -> None:
-        if self._fleet_handing_back == job.id:
+        if self._fleet_handing_back(job.id):
             # The notice came between dequeue and fork: no horse to interrupt, so none is
             # started. The loop stops here and `_fleet_exit` hands the job back.
             raise StopRequested()
@@ -140,7 +141,7 @@ class FleetWorker(FleetWorkerMixin, Worker):
             super().fork_work_horse(job, queue)
         # A hand back asked for while the horse had no pid yet is carried out now.
         self._fleet_signal_horse()
-        if self.fleet["prefork"] and not self._fleet_draining:
+        if self.options.prefork and not self._fleet_draining:
             self._fleet_spare = self._fleet_fork_spare()
 
     def _fleet_dispatch_to_spare(self, job: Job, queue: Queue) -> bool:
@@ -187,7 +188,7 @@ class FleetWorker(FleetWorkerMixin, Worker):
         self.setup_work_horse_signals()
         # Nothing of the job the parent was running when it forked this spare is ours.
         self._fleet_job = None
-        self._fleet_handing_back = None
+        self._fleet_job_ended()
         self._fleet_unfinished = None
         self._fleet_interrupt_pending = False
         self.execution = None
@@ -281,15 +282,15 @@ class FleetWorker(FleetWorkerMixin, Worker):
         job = self._fleet_job
         if job is None:
             return
-        if self._fleet_handing_back != job.id:
+        if not self._fleet_handing_back(job.id):
             log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)
-            self._fleet_handing_back = job.id
+            self._fleet_begin_hand_back()
         self._fleet_signal_horse()
 
     def _fleet_signal_horse(self) -> None:
         """Tell the horse of a job being handed back, once per horse."""
         job, horse = self._fleet_job, self.horse_pid
-        if job is None or self._fleet_handing_back != job.id or not horse:
+        if job is None or not self._fleet_handing_back(job.id) or not horse:
             return
         if self._fleet_signalled == (job.id, horse):
             return
@@ -297,7 +298,7 @@ class FleetWorker(FleetWorkerMixin, Worker):
         os.kill(horse, signal.SIGUSR1)
         # A job that ignores ShutDownImminent (stuck in C, swallows BaseException) is killed;
         # the parent then hands it back itself in handle_job_failure.
-        timer = threading.Timer(self.fleet["handback_grace_s"], self._kill_horse_if_still, (horse,))
+        timer = threading.Timer(self.options.handback_grace_s, self._kill_horse_if_still, (horse,))
         timer.daemon = True
         timer.start()
 
@@ -336,7 +337,7 @@ class FleetWorker(FleetWorkerMixin, Worker):
         if job.handed_back or self._fleet_completing:
             return  # the job function has ended: it is finishing, not being handed back
         job.handed_back = True
-        self._fleet_handing_back = job.id
+        self._fleet_begin_hand_back()
         raise ShutDownImminent(f"job {job.id} is being handed back")
 
 

@@ -18,6 +18,17 @@ from types import TracebackType
 
 import httpx
 
+from fleetkit.core.imds import (
+    INSTANCE_ID_PATH,
+    LIFECYCLE_PATH,
+    MAX_TOKEN_TTL_S,
+    REBALANCE_PATH,
+    REGION_PATH,
+    SPOT_PATH,
+    TOKEN_HEADER,
+    TOKEN_PATH,
+    TTL_HEADER,
+)
 from fleetkit.worker.errors import WorkerConfigError
 from fleetkit.worker.notices import (
     MalformedNotice,
@@ -36,15 +47,6 @@ DEFAULT_ENDPOINT = "http://169.254.169.254"
 ENDPOINT_ENV = (
     "AWS_EC2_METADATA_SERVICE_ENDPOINT"  # botocore's variable, so one setting serves both
 )
-
-TOKEN_PATH = "/latest/api/token"
-TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
-TOKEN_HEADER = "X-aws-ec2-metadata-token"
-SPOT_PATH = "/latest/meta-data/spot/instance-action"
-REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
-LIFECYCLE_PATH = "/latest/meta-data/autoscaling/target-lifecycle-state"
-INSTANCE_ID_PATH = "/latest/meta-data/instance-id"
-REGION_PATH = "/latest/meta-data/placement/region"
 
 _Parser = Callable[[str, datetime], TerminationNotice | None]
 # Spot first: when IMDS stops answering mid-poll, the notice with a hard deadline was read.
@@ -72,6 +74,12 @@ class _Failed(Exception):
     """IMDS answered, but not with something usable."""
 
 
+class _NoTokens(_Failed):
+    """What answered gives no IMDSv2 token: disabled or forbidden (403), or not AWS's IMDS at
+    all (another cloud's metadata service, any other web server). Throttling (429) and server
+    errors (5xx) are an unhappy IMDS instead, tried again on every poll."""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -96,15 +104,15 @@ class ImdsTerminationNoticeSource:
         endpoint: str | None = None,
         *,
         timeout_s: float = 1.0,
-        token_ttl_s: int = 21600,
+        token_ttl_s: int = MAX_TOKEN_TTL_S,
         probe_attempts: int = 3,
         warn_interval_s: float = 60.0,
         clock: Callable[[], datetime] = _utcnow,
         logger: logging.Logger = log,
     ) -> None:
-        if not 1 <= token_ttl_s <= 21600:
+        if not 1 <= token_ttl_s <= MAX_TOKEN_TTL_S:
             raise WorkerConfigError(
-                f"token_ttl_s must be 1..21600 (IMDS's limit), not {token_ttl_s}"
+                f"token_ttl_s must be 1..{MAX_TOKEN_TTL_S} (IMDS's limit), not {token_ttl_s}"
             )
         self.endpoint = resolve_endpoint(endpoint)
         self.timeout_s = timeout_s
@@ -129,22 +137,25 @@ class ImdsTerminationNoticeSource:
         return self._enabled
 
     def probe(self) -> bool:
-        """Look for IMDS (a few token requests); disable the source when nobody answers."""
+        """Look for IMDS (a few token requests); disable the source when nobody answers, or
+        when what answers gives no token (then one line says so, and the source stays quiet)."""
+        refused: _NoTokens | None = None
         for attempt in range(self.probe_attempts):
             if attempt:
                 time.sleep(0.1 * attempt)
             try:
                 self._fresh_token()
-            except _Unanswered as exc:
+            except (_Unanswered, _NoTokens) as exc:
                 # Kept at debug: off EC2 this is expected; in a container it may be the hop limit.
                 self._log.debug("probe %d of %s: %s", attempt + 1, self.endpoint, exc)
+                refused = exc if isinstance(exc, _NoTokens) else None
                 continue
             except _Failed as exc:
                 # Something answered: IMDS is there but unhappy; keep trying on every poll.
                 self._warn(TOKEN_PATH, "instance metadata token request failed: %s", exc)
             self._set_enabled(True)
             return True
-        self._set_enabled(False)
+        self._set_enabled(False, because=refused)
         return False
 
     def poll(self) -> TerminationNotice | None:
@@ -241,8 +252,10 @@ class ImdsTerminationNoticeSource:
             # Renew at 80 % of the ttl so a token never expires between check and use.
             renew_at = time.monotonic() + 0.8 * self.token_ttl_s
             response = self._request("PUT", TOKEN_PATH, headers={TTL_HEADER: str(self.token_ttl_s)})
-            if response.status_code != 200 or not response.text.strip():
-                raise _Failed(f"token request answered HTTP {response.status_code}")
+            status = response.status_code
+            if status != 200 or not response.text.strip():
+                no_tokens = (400 <= status < 500 and status != 429) or status == 501
+                raise (_NoTokens if no_tokens else _Failed)(f"token request answered HTTP {status}")
             self._token = response.text.strip()
             self._token_renew_at = renew_at
             return self._token
@@ -255,11 +268,14 @@ class ImdsTerminationNoticeSource:
             error = _Unanswered if isinstance(exc, httpx.TransportError) else _Failed
             raise error(f"{reason} ({type(exc).__name__}: {exc})") from exc
 
-    def _set_enabled(self, enabled: bool) -> None:
+    def _set_enabled(self, enabled: bool, *, because: Exception | None = None) -> None:
         was_enabled, self._enabled, self._probed = self._enabled, enabled, True
         if was_enabled and not enabled:
+            why = f" ({because})" if because is not None else ""
             self._log.info(
-                "no instance metadata service at %s: termination notices disabled", self.endpoint
+                "no instance metadata service at %s%s: termination notices disabled",
+                self.endpoint,
+                why,
             )
         elif enabled and not was_enabled:
             self._log.info(

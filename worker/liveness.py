@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 from collections.abc import Callable
@@ -12,17 +11,17 @@ from redis.exceptions import RedisError
 from rq.job import Job
 
 from fleetkit.core.liveness import Liveness, Recovered
+from fleetkit.worker.outage import RedisOutage
 
 __all__ = ["Beacon"]
-
-log = logging.getLogger(__name__)
 
 
 class Beacon(threading.Thread):
     """Beats for one worker and sweeps for everyone, on its own Redis connection.
 
     A thread rather than rq's own heartbeat: a non-forking worker runs jobs in its main thread
-    and would not beat at all during a long job.
+    and would not beat at all during a long job. It beats through Redis outages, which `outage`
+    reports once each (not every failed beat).
     """
 
     def __init__(
@@ -37,6 +36,7 @@ class Beacon(threading.Thread):
         job_class: type[Job] = Job,
         on_recovered: Callable[[list[Recovered]], None] | None = None,
         instance: str | None = None,
+        outage: RedisOutage | None = None,
     ) -> None:
         super().__init__(name=f"beacon-{worker}", daemon=True)
         self.instance = instance
@@ -48,6 +48,7 @@ class Beacon(threading.Thread):
         self.max_hard_kills = max_hard_kills
         self.job_class = job_class
         self.on_recovered = on_recovered
+        self.outage = outage if outage is not None else RedisOutage(worker)
         self._halt = threading.Event()
 
     def start(self) -> None:
@@ -56,7 +57,7 @@ class Beacon(threading.Thread):
         try:
             self.liveness.beat(self.worker, self.instance)
         except RedisError as exc:
-            log.warning("first heartbeat to Redis failed (will retry): %s", exc)
+            self.outage.failed(exc)
         super().start()
 
     def run(self) -> None:
@@ -66,6 +67,7 @@ class Beacon(threading.Thread):
         while not self._halt.is_set():
             try:
                 self.liveness.beat(self.worker, self.instance)
+                self.outage.recovered()
                 if connected_since is None:
                     connected_since = elapsed
                 # After Redis was unreachable every heartbeat looks stale; sweep only once live
@@ -81,7 +83,7 @@ class Beacon(threading.Thread):
                     next_sweep = elapsed + self.sweep_interval_s * random.uniform(0.8, 1.2)
             except RedisError as exc:
                 connected_since = None
-                log.warning("heartbeat to Redis failed (will retry): %s", exc)
+                self.outage.failed(exc)
             self._halt.wait(self.interval_s)
             elapsed += self.interval_s
 

@@ -1,18 +1,23 @@
-"""One worker process: `python -m worker.process SETTINGS_JSON NAME` (started by the supervisor)."""
+"""One worker process, started by the supervisor: `python -m fleetkit.worker.process SETTINGS NAME`
+(SETTINGS: the WorkerSettings as JSON)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq.queue import Queue
 
-from fleetkit.worker.fleet_worker import FleetJob
 from fleetkit.worker.forking import FleetWorker
+from fleetkit.worker.job import FleetJob
+from fleetkit.worker.options import FleetOptions
+from fleetkit.worker.outage import REDIS_UNREACHABLE_EXIT, RedisOutage
 from fleetkit.worker.simple import FleetSimpleWorker
 
 if TYPE_CHECKING:
@@ -21,7 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["build_worker", "main"]
 
 
-def build_worker(settings: WorkerSettings | Any, name: str) -> FleetWorker | FleetSimpleWorker:
+def build_worker(
+    settings: WorkerSettings | Any, name: str, *, outage: RedisOutage | None = None
+) -> FleetWorker | FleetSimpleWorker:
     """`settings` is a WorkerSettings, or its JSON dump as attributes (see `main`)."""
     # No CLIENT SETINFO on connect: two round trips less for every work horse, which opens a
     # connection of its own.
@@ -39,17 +46,20 @@ def build_worker(settings: WorkerSettings | Any, name: str) -> FleetWorker | Fle
         maintenance_interval=60,
     )
     worker.configure_fleet(
-        redis_url=settings.redis_url,
-        run_dir=settings.run_dir or ".",
-        safety_margin_s=settings.safety_margin_s,
-        drain_timeout_s=settings.drain_timeout_s,
-        stop_on_rebalance=settings.stop_on_rebalance,
-        heartbeat_ttl_s=settings.heartbeat_ttl_s,
-        sweep_interval_s=settings.sweep_interval_s,
-        max_hard_kills=settings.max_hard_kills,
-        handback_grace_s=settings.handback_grace_s,
-        instance_id=settings.instance_id,
-        prefork=settings.prefork,
+        FleetOptions(
+            redis_url=settings.redis_url,
+            run_dir=Path(settings.run_dir or "."),
+            safety_margin_s=settings.safety_margin_s,
+            drain_timeout_s=settings.drain_timeout_s,
+            stop_on_rebalance=settings.stop_on_rebalance,
+            heartbeat_ttl_s=settings.heartbeat_ttl_s,
+            sweep_interval_s=settings.sweep_interval_s,
+            max_hard_kills=settings.max_hard_kills,
+            handback_grace_s=settings.handback_grace_s,
+            instance_id=settings.instance_id,
+            prefork=settings.prefork,
+        ),
+        outage=outage,
     )
     return worker
 
@@ -62,8 +72,17 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    worker = build_worker(settings, args[1])
-    worker.work(burst=settings.burst, logging_level=settings.log_level)
+    outage = RedisOutage(args[1])
+    try:
+        worker = build_worker(settings, args[1], outage=outage)
+        worker.work(burst=settings.burst, logging_level=settings.log_level)
+    except RedisError as exc:
+        # Redis went away where rq does not retry (connecting, a job's end, the teardown):
+        # said once, and the supervisor starts this worker again when Redis answers.
+        outage.failed(exc)
+        raise SystemExit(REDIS_UNREACHABLE_EXIT) from None
+    if outage.down:  # rq's loop stopped on a Redis error
+        raise SystemExit(REDIS_UNREACHABLE_EXIT)
 
 
 if __name__ == "__main__":

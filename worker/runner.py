@@ -6,17 +6,16 @@ import logging
 from typing import Any
 
 import boto3
-from redis import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from fleetkit.core.aws import RETRY_CONFIG
+from fleetkit.core.cli import stderr
 from fleetkit.core.health_server import HealthServer
 from fleetkit.worker.health import instance_digest
 from fleetkit.worker.imds import ImdsTerminationNoticeSource
 from fleetkit.worker.lifecycle import complete_termination
 from fleetkit.worker.metrics import WorkerMetrics, WorkerMetricsCollector
 from fleetkit.worker.notices import TerminationNotice
+from fleetkit.worker.outage import probe_client
 from fleetkit.worker.settings import WorkerSettings
 from fleetkit.worker.supervisor import Supervisor
 
@@ -38,12 +37,14 @@ def run_supervisor(settings: WorkerSettings) -> int:
         complete_termination(client, instance_id)
 
     supervisor = Supervisor(
-        settings, notices if on_ec2 else None, on_terminated=terminated, host=instance_id
+        settings,
+        notices if on_ec2 else None,
+        on_terminated=terminated,
+        host=instance_id,
+        console=stderr,
     )
     # Health answers fast when Redis is down instead of retrying for seconds.
-    probe = Redis.from_url(
-        settings.redis_url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-    )
+    probe = probe_client(settings.redis_url)
 
     def names() -> list[str]:
         return sorted(w.name for w in supervisor.workers.values())

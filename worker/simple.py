@@ -14,7 +14,8 @@ from rq.worker import SimpleWorker, WorkerStatus
 
 from fleetkit.worker.batch import WriteBatch
 from fleetkit.worker.errors import ShutDownImminent
-from fleetkit.worker.fleet_worker import FleetJob, FleetWorkerMixin
+from fleetkit.worker.fleet_worker import FleetWorkerMixin
+from fleetkit.worker.job import FleetJob
 
 __all__ = ["FleetSimpleWorker"]
 
@@ -54,7 +55,7 @@ class FleetSimpleWorker(FleetWorkerMixin, SimpleWorker):
         self._fleet_pending = None
         self._fleet_send_start(batch, job, remove_from_intermediate_queue)
         self._fleet_started = job.id
-        if self._fleet_handing_back == job.id and isinstance(job, FleetJob):
+        if self._fleet_handing_back(job.id) and isinstance(job, FleetJob):
             # A notice came before the start reached Redis: now that rq lists the execution,
             # the hand back can find it.
             job.handed_back = True
@@ -86,9 +87,9 @@ class FleetSimpleWorker(FleetWorkerMixin, SimpleWorker):
         if self._fleet_started != job.id:
             # Its start has not reached Redis: interrupting now would leave the job registered
             # nowhere. `prepare_job_execution` hands it back as soon as it has.
-            self._fleet_handing_back = job.id
+            self._fleet_begin_hand_back()
             return
         log.warning("worker %s: handing back job %s (%s)", self.name, job.id, reason)
         job.handed_back = True
-        self._fleet_handing_back = job.id
+        self._fleet_begin_hand_back()
         raise ShutDownImminent(f"job {job.id} is being handed back")

@@ -1,5 +1,10 @@
 """The per-instance supervisor: runs N worker processes, restarts crashed ones (recovering their
 job at once), watches for termination notices, drains on SIGTERM, completes the lifecycle action.
+
+It waits for Redis before it starts any worker (and gives up after the start timeout when Redis
+was never reached), then keeps an eye on it: an outage is one line when it begins and one when it
+ends, and a worker that stopped for it is started again when Redis answers, not respawned into
+the same error.
 """
 
 from __future__ import annotations
@@ -20,19 +25,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError
 
 from fleetkit.core.liveness import Liveness
-from fleetkit.worker.fleet_worker import NOTICE_FILE, FleetJob
+from fleetkit.core.redis_io import describe, redis_errors
+from fleetkit.core.waiting import Outage, wait_until_reachable
+from fleetkit.worker.drain import NOTICE_FILE
+from fleetkit.worker.job import FleetJob
 from fleetkit.worker.notices import TerminationNotice, TerminationNoticeSource
+from fleetkit.worker.outage import REDIS_UNREACHABLE_EXIT, probe_client, where
 from fleetkit.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["Supervisor", "WorkerProcess"]
 
 log = logging.getLogger(__name__)
 _RESTART_BACKOFF_MAX_S = 30.0
+_REDIS_CHECK_S = 1.0  # how often the supervisor PINGs Redis
 
 
 @dataclass
@@ -53,7 +67,9 @@ class Supervisor:
         *,
         on_terminated: Callable[[TerminationNotice | None], None] | None = None,
         host: str | None = None,
+        console: Console | None = None,
     ) -> None:
+        """`console`: where the start-up wait for Redis shows a spinner, if it is a terminal."""
         run_dir = settings.run_dir or tempfile.mkdtemp(prefix="fleetkit-worker-")
         update: dict[str, object] = {"run_dir": run_dir}
         if host is not None and settings.instance_id is None:
@@ -64,6 +80,13 @@ class Supervisor:
         self.on_terminated = on_terminated
         self.host = host or socket.gethostname()
         self.connection = Redis.from_url(settings.redis_url)
+        self.console = console
+        self.redis_at = where(settings.redis_url)
+        self._probe = probe_client(settings.redis_url)
+        self._outage = Outage(f"Redis at {self.redis_at}", log)
+        self._redis_checked = float("-inf")  # time.monotonic() of the last PING
+        # Workers that stopped during an outage: recovered and started again when Redis answers.
+        self._waiting: dict[int, WorkerProcess] = {}
         self.liveness = Liveness(self.connection, ttl_s=settings.heartbeat_ttl_s)
         self.workers: dict[int, WorkerProcess] = {}
         self.draining = False
@@ -155,9 +178,44 @@ class Supervisor:
                 self._on_notice(notice)
             stop.wait(self.settings.poll_interval_s)
 
+    # --- Redis -------------------------------------------------------------------------------
+
+    def wait_for_redis(self) -> None:
+        """Until Redis answers a PING; RedisUnavailable after the start timeout without one."""
+
+        def ping() -> None:
+            with redis_errors(f"cannot reach Redis at {self.redis_at}"):
+                self._probe.ping()
+
+        wait_until_reachable("Redis", ping, say=log.warning, console=self.console)
+
+    def _redis_answers(self) -> bool:
+        """PING Redis now; an outage begins or ends with one line."""
+        self._redis_checked = time.monotonic()
+        try:
+            self._probe.ping()
+        except RedisError as exc:
+            self._outage.failed(describe(exc))
+            return False
+        self._outage.recovered()
+        return True
+
+    def _check_redis(self) -> None:
+        """Every `_REDIS_CHECK_S`: restart the workers that wait for Redis once it answers."""
+        if time.monotonic() - self._redis_checked < _REDIS_CHECK_S:
+            return
+        if not self._redis_answers() or not self._waiting:
+            return
+        waiting, self._waiting = self._waiting, {}
+        for index, worker in sorted(waiting.items()):
+            self._recover(worker)
+            if not self.draining:
+                self.workers[index] = self._spawn(index)
+
     # --- main loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
+        self.wait_for_redis()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
@@ -177,26 +235,38 @@ class Supervisor:
         return 0
 
     def _loop(self) -> None:
-        while self.workers:
+        while self.workers or (self._waiting and not self.draining):
             time.sleep(0.2)
+            self._check_redis()
             for index, worker in list(self.workers.items()):
                 code = worker.process.poll()
-                if code is None:
-                    continue
-                del self.workers[index]
-                if code != 0:
-                    log.error("worker %s exited with %s", worker.name, code)
-                if code != 0 or not (self.draining or self.settings.burst):
-                    # Not asked to stop, yet it stopped (rq quits with 0 when Redis drops):
-                    # whatever it was running goes back now. A no-op when nothing is left.
-                    self._recover(worker)
-                if self.draining or (self.settings.burst and code == 0):
-                    continue
-                restarts = self._restarts.get(index, 0)
-                backoff = min(2.0**restarts, _RESTART_BACKOFF_MAX_S) if code != 0 else 0.0
-                self._restarts[index] = restarts + 1 if code != 0 else 0
-                if backoff:
-                    log.info("restarting worker %d in %.0f s", index, backoff)
-                    time.sleep(backoff)
-                if not self.draining:
-                    self.workers[index] = self._spawn(index)
+                if code is not None:
+                    del self.workers[index]
+                    self._exited(index, worker, code)
+
+    def _exited(self, index: int, worker: WorkerProcess, code: int) -> None:
+        asked = self.draining or (self.settings.burst and code == 0)
+        if (code != 0 or not asked) and not self._redis_answers():
+            # Redis is away: its job is recovered, and it is started again, when Redis answers.
+            log.info("worker %s stopped (exit %s) while Redis is unreachable", worker.name, code)
+            self._waiting[index] = worker
+            return
+        if code == REDIS_UNREACHABLE_EXIT:
+            log.info("worker %s stopped on a Redis error; Redis answers again", worker.name)
+        elif code != 0:
+            log.error("worker %s exited with %s", worker.name, code)
+        if code != 0 or not asked:
+            # Not asked to stop, yet it stopped (rq quits with 0 when Redis drops):
+            # whatever it was running goes back now. A no-op when nothing is left.
+            self._recover(worker)
+        if asked:
+            return
+        crashed = code not in (0, REDIS_UNREACHABLE_EXIT)
+        restarts = self._restarts.get(index, 0)
+        backoff = min(2.0**restarts, _RESTART_BACKOFF_MAX_S) if crashed else 0.0
+        self._restarts[index] = restarts + 1 if crashed else 0
+        if backoff:
+            log.info("restarting worker %d in %.0f s", index, backoff)
+            time.sleep(backoff)
+        if not self.draining:
+            self.workers[index] = self._spawn(index)

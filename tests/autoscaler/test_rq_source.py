@@ -44,7 +44,7 @@ def start(redis: Redis, queue: str, worker: str = "w-start") -> Job:
 
 
 def end(redis: Redis, queue: str, count: int, seconds: float) -> None:
-    """Count jobs ended the way `worker.fleet_worker` does."""
+    """Count jobs ended the way `worker.bookkeeping` does."""
     redis.hincrby(KEYS.queue_stats, f"{queue}:done", count)
     redis.hincrbyfloat(KEYS.queue_stats, f"{queue}:seconds", seconds)
 

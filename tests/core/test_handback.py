@@ -10,7 +10,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from fleetkit.core.handback import HANDBACK_META, HARD_KILLS_META, Outcome, hand_back
-from fleetkit.worker.fleet_worker import FleetJob
+from fleetkit.worker.job import FleetJob
 from tests.worker import jobs
 
 

@@ -11,7 +11,7 @@ from rq.job import Job, JobStatus
 from fleetkit.core.handback import Outcome
 from fleetkit.core.liveness import Liveness
 from fleetkit.core.schema import KEYS
-from fleetkit.worker.fleet_worker import FleetJob
+from fleetkit.worker.job import FleetJob
 from tests.core.test_handback import running_job
 
 TTL = 1.0

@@ -35,17 +35,27 @@ def settings(redis_url: str, run_dir: Path, **changes: object) -> WorkerSettings
 
 
 def start_worker(
-    config: WorkerSettings, name: str | None = None
+    config: WorkerSettings, name: str | None = None, *, log: Path | None = None
 ) -> tuple[str, subprocess.Popen[bytes]]:
+    """A worker process; its log (stderr) goes to `log` when given."""
     name = name or f"test.{uuid.uuid4().hex[:8]}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fleetkit.worker.process", config.model_dump_json(), name],
-        cwd=ROOT,
-        start_new_session=True,  # its own process group: kill the horse along with it
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with contextlib.ExitStack() as files:
+        output = files.enter_context(log.open("ab")) if log is not None else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fleetkit.worker.process", config.model_dump_json(), name],
+            cwd=ROOT,
+            start_new_session=True,  # its own process group: kill the horse along with it
+            stdout=subprocess.DEVNULL,
+            stderr=output,
+        )
     return name, process
+
+
+def log_lines(log: Path, containing: str) -> list[str]:
+    """The lines of a worker's log that contain `containing` (none before it has written)."""
+    if not log.exists():
+        return []
+    return [line for line in log.read_text().splitlines() if containing in line]
 
 
 def descendants(pid: int) -> list[int]:
@@ -85,3 +95,29 @@ def runs(connection: Redis, job_id: str) -> int:
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         kill_group(process)
+
+
+def start_fleet_worker(
+    *args: str, log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`fleet-worker run ARGS` (the supervisor), its output (stdout and stderr) to `log`."""
+    with contextlib.ExitStack() as files:
+        output = files.enter_context(log.open("ab")) if log is not None else subprocess.DEVNULL
+        return subprocess.Popen(
+            [sys.executable, "-c", "from fleetkit.worker.cli import main; main()", "run", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # kill_group reaches its workers and their horses
+        )
+
+
+def finish(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM and wait for a clean exit; SIGKILL the whole group if it does not come."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(process)

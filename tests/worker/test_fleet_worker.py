@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,8 +18,17 @@ from rq.registry import FailedJobRegistry
 
 from fleetkit.core.handback import HANDBACK_META, HARD_KILLS_META
 from fleetkit.core.schema import KEYS
+from fleetkit.worker.checkpoint import CHECKPOINT_META
 from tests.worker import jobs
-from tests.worker.procs import kill_group, runs, settings, start_worker, stop, wait_for
+from tests.worker.procs import (
+    kill_group,
+    log_lines,
+    runs,
+    settings,
+    start_worker,
+    stop,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 MODES = pytest.mark.parametrize("forking", [True, False], ids=["forking", "simple"])
@@ -31,6 +42,33 @@ def started(redis: Redis, job_id: str) -> bool:
     return runs(redis, job_id) > 0 and status(redis, job_id) == JobStatus.STARTED
 
 
+def checkpointed_steps(redis: Redis, job_id: str) -> int:
+    saved = Job.fetch(job_id, connection=redis).meta.get(CHECKPOINT_META) or {}
+    return int(saved.get("next", 0))
+
+
+def first_sigterm(worker: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM, and wait until the worker says it drains."""
+    os.kill(worker.pid, signal.SIGTERM)
+    wait_for(lambda: log_lines(log, "SIGTERM: draining"), 10, "the drain to begin")
+
+
+def second_sigterm(worker: subprocess.Popen[bytes], log: Path) -> None:
+    """Another SIGTERM, until the worker takes it for a second one.
+
+    A stop signal within a second of the one acted on is the same one delivered twice (systemd
+    and the supervisor may both send it): the worker ignores it, so it is sent again.
+    """
+
+    def taken() -> bool:
+        if log_lines(log, "second stop signal"):
+            return True
+        os.kill(worker.pid, signal.SIGTERM)
+        return False
+
+    wait_for(taken, 10, "a second stop signal to be taken")
+
+
 @MODES
 def test_second_sigterm_hands_back_and_another_worker_finishes(
     redis_url: str, redis: Redis, tmp_path: Path, forking: bool
@@ -39,13 +77,13 @@ def test_second_sigterm_hands_back_and_another_worker_finishes(
     queue = Queue("default", connection=redis)
     job = queue.enqueue(jobs.slow, 60)
     queue.enqueue(jobs.quick)  # behind it: the handed-back job must go to the front
-    _, first = start_worker(config)
+    log = tmp_path / "worker.log"
+    _, first = start_worker(config, log=log)
     try:
         wait_for(lambda: started(redis, job.id), 20, "the job to start")
-        os.kill(first.pid, signal.SIGTERM)
-        time.sleep(1.5)
+        first_sigterm(first, log)
         assert status(redis, job.id) == JobStatus.STARTED  # draining: still running
-        os.kill(first.pid, signal.SIGTERM)
+        second_sigterm(first, log)
         wait_for(lambda: first.poll() is not None, 20, "the worker to exit")
         assert first.returncode == 0
         assert status(redis, job.id) == JobStatus.QUEUED
@@ -97,6 +135,33 @@ def test_notice_hands_back_only_what_cannot_finish(
 
 
 @MODES
+def test_a_job_whose_timeout_cannot_fit_is_handed_back_saying_so(
+    redis_url: str, redis: Redis, tmp_path: Path, forking: bool
+) -> None:
+    queue = Queue("default", connection=redis)
+    job = queue.enqueue(jobs.slow, 60, job_timeout=30)  # no run has ended: no mean duration
+    log = tmp_path / "worker.log"
+    _, worker = start_worker(settings(redis_url, tmp_path, forking=forking), log=log)
+    try:
+        wait_for(lambda: started(redis, job.id), 20, "the job to start")
+        # Already inside the 1 s safety margin: the deadline itself has come as well.
+        notice = {"kind": "spot-interruption", "deadline": time.time() + 0.5}
+        (tmp_path / "notice.json").write_text(json.dumps(notice))
+        os.kill(worker.pid, signal.SIGUSR1)
+        wait_for(lambda: status(redis, job.id) == JobStatus.QUEUED, 10, "the hand back")
+        wait_for(lambda: worker.poll() is not None, 20, "the worker to exit")
+    finally:
+        stop(worker)
+    (line,) = log_lines(log, f"handing back job {job.id}")
+    assert "drain deadline reached" not in line
+    assert re.search(
+        r"\(termination notice: expected to take \d+ s more \(its timeout is 30 s; no mean "
+        r"duration yet\), and the deadline less the 1\.0 s safety margin has passed\)$",
+        line,
+    ), line
+
+
+@MODES
 def test_hard_kill_job_runs_again_within_30_s(
     redis_url: str, redis: Redis, tmp_path: Path, forking: bool
 ) -> None:
@@ -124,13 +189,13 @@ def test_hard_kill_job_runs_again_within_30_s(
 def test_checkpoint_resumes_after_hand_back(redis_url: str, redis: Redis, tmp_path: Path) -> None:
     queue = Queue("default", connection=redis)
     job = queue.enqueue(jobs.counted_steps, 40, 0.1)
-    _, first = start_worker(settings(redis_url, tmp_path))
+    log = tmp_path / "worker.log"
+    _, first = start_worker(settings(redis_url, tmp_path), log=log)
     try:
         wait_for(lambda: runs(redis, job.id) > 0, 20, "the job to start")
-        time.sleep(1.0)
-        os.kill(first.pid, signal.SIGTERM)
-        time.sleep(1.2)
-        os.kill(first.pid, signal.SIGTERM)
+        wait_for(lambda: checkpointed_steps(redis, job.id) > 5, 20, "a few checkpoints")
+        first_sigterm(first, log)
+        second_sigterm(first, log)
         wait_for(lambda: status(redis, job.id) == JobStatus.QUEUED, 10, "hand back")
     finally:
         stop(first)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetkit.worker.handback import should_hand_back
+from fleetkit.worker.handback import handback_reason, should_hand_back
 
 NOW = 1_000.0
 CASES = [
@@ -43,3 +43,52 @@ def test_should_hand_back(
         )
         is expected
     )
+
+
+@pytest.mark.parametrize(
+    ("started", "deadline", "mean", "timeout", "reason"),
+    [
+        (990.0, None, 5.0, 60.0, "the notice gives no deadline"),
+        (
+            990.0,
+            1_100.0,
+            200.0,
+            None,
+            "expected to take 190 s more (its mean duration is 200 s), "
+            "only 85 s left before the deadline less the 15 s safety margin",
+        ),
+        (
+            1_000.0,
+            1_010.0,
+            None,
+            30.0,
+            "expected to take 30 s more (its timeout is 30 s; no mean duration yet), "
+            "and the deadline less the 15 s safety margin has passed",
+        ),
+        (
+            990.0,
+            1_100.0,
+            None,
+            None,
+            "no mean duration yet and no timeout: it cannot be trusted to finish",
+        ),
+        (990.0, 1_100.0, 30.0, None, None),
+    ],
+    ids=["no-deadline", "mean-too-long", "timeout-past-the-window", "unknown-length", "fits"],
+)
+def test_the_reason_says_what_does_not_fit(
+    started: float,
+    deadline: float | None,
+    mean: float | None,
+    timeout: float | None,
+    reason: str | None,
+) -> None:
+    found = handback_reason(
+        now=NOW,
+        started_at=started,
+        deadline=deadline,
+        safety_margin_s=15,
+        mean_duration_s=mean,
+        timeout_s=timeout,
+    )
+    assert found == reason

@@ -14,16 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fleetkit.core.imds import LIFECYCLE_PATH, REBALANCE_PATH, SPOT_PATH
+from fleetkit.sandbox.imds import LocalImdsServer
 from fleetkit.worker.errors import WorkerConfigError
-from fleetkit.worker.imds import (
-    DEFAULT_ENDPOINT,
-    ENDPOINT_ENV,
-    LIFECYCLE_PATH,
-    REBALANCE_PATH,
-    SPOT_PATH,
-    ImdsTerminationNoticeSource,
-)
-from fleetkit.worker.imds_server import LocalImdsServer
+from fleetkit.worker.imds import DEFAULT_ENDPOINT, ENDPOINT_ENV, ImdsTerminationNoticeSource
 from fleetkit.worker.notices import NoticeKind, TerminationNoticeSource
 
 REPO = Path(__file__).resolve().parents[2]
@@ -287,6 +281,51 @@ def test_unreachable_endpoint_disables_the_source(
         assert source.instance_id() == "i-0123456789abcdef0"
 
 
+@pytest.mark.parametrize("status", [400, 403, 404, 405, 501])
+def test_an_endpoint_that_gives_no_token_disables_the_source_in_one_line(
+    imds: LocalImdsServer, make_source: MakeSource, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    # Another cloud's metadata service, or any web server, where AWS's IMDS should be.
+    caplog.set_level(logging.DEBUG, logger="fleetkit.worker.imds")
+    imds.fail_next("/latest/api/token", status, count=3)
+    source = make_source(imds.url)
+    assert source.probe() is False
+    for _ in range(3):
+        assert source.poll() is None
+    assert imds.token_requests == 3  # the probe's attempts, and nothing after them
+    assert imds.request_counts().keys() == {"/latest/api/token"}
+    lines = [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "fleetkit.worker.imds" and r.levelno >= logging.INFO
+    ]
+    assert lines == [
+        (
+            logging.INFO,
+            f"no instance metadata service at {imds.url} (token request answered HTTP "
+            f"{status}): termination notices disabled",
+        )
+    ]
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_an_unhappy_imds_is_tried_again(
+    imds: LocalImdsServer,
+    make_source: MakeSource,
+    warnings_of: Callable[[], list[str]],
+    status: int,
+) -> None:
+    imds.fail_next("/latest/api/token", status, count=1)
+    source = make_source(imds.url)
+    assert source.probe() is True  # throttled or failing for now: IMDS is there
+    assert warnings_of() == [
+        f"instance metadata token request failed: token request answered HTTP {status}"
+    ]
+    imds.set_spot_interruption(at=AT)
+    notice = source.poll()
+    assert notice is not None and notice.kind is NoticeKind.SPOT_INTERRUPTION
+
+
 def test_poll_on_a_never_probed_unreachable_source(make_source: MakeSource) -> None:
     source = make_source(f"http://127.0.0.1:{free_port()}")
     assert source.poll() is None
@@ -443,7 +482,7 @@ def test_server_cli_runs_until_terminated(make_source: MakeSource) -> None:
         [
             sys.executable,
             "-m",
-            "fleetkit.worker.imds_server",
+            "fleetkit.sandbox.imds",
             "--port",
             str(port),
             "--instance-id",

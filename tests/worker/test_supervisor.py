@@ -19,7 +19,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from fleetkit.worker.imds_server import LocalImdsServer
+from fleetkit.sandbox.imds import LocalImdsServer
 from tests.redis_server import RedisServer, free_port
 from tests.worker import jobs
 from tests.worker.procs import ROOT, descendants, kill_group, runs, wait_for

@@ -1,8 +1,8 @@
-"""`LocalImdsServer`: a small instance metadata service for tests and the local sandbox.
+"""`LocalImdsServer`: a stand-in instance metadata service, for tests and the local sandbox.
 
-It follows AWS's documented paths and IMDSv2 token flow, lets tests set notices and inject faults,
-and offers a control API (`POST /fleetkit/...`) so a worker in another process can be sent a
-notice over HTTP. Run it with `python -m worker.imds_server --port 8111`.
+It follows AWS's documented paths and IMDSv2 token flow (`fleetkit.core.imds`), lets tests set
+notices and inject faults, and offers a control API (`POST /fleetkit/...`) so a worker in another
+process can be sent a notice over HTTP. Run it with `python -m fleetkit.sandbox.imds --port 8111`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,26 @@ from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import unquote
 
+from fleetkit.core.imds import (
+    AVAILABILITY_ZONE_PATH,
+    IDENTITY_DOCUMENT_PATH,
+    INSTANCE_ID_PATH,
+    INSTANCE_TYPE_PATH,
+    LIFECYCLE_PATH,
+    MAX_TOKEN_TTL_S,
+    REBALANCE_PATH,
+    REGION_PATH,
+    SPOT_PATH,
+    SPOT_TERMINATION_TIME_PATH,
+    TOKEN_HEADER,
+    TOKEN_PATH,
+    TTL_HEADER,
+)
+
 __all__ = ["LocalImdsServer", "main"]
 
 log = logging.getLogger(__name__)
 
-MAX_TOKEN_TTL_S = 21600
-_META = "/latest/meta-data"
 # The parts of the identity document nothing here depends on.
 _IDENTITY_DEFAULTS: dict[str, str | None] = {
     "accountId": "123456789012",
@@ -85,21 +99,21 @@ class _State:
             "region": self.region,
         }
         fixed = {
-            f"{_META}/instance-id": self.instance_id,
-            f"{_META}/instance-type": self.instance_type,
-            f"{_META}/placement/region": self.region,
-            f"{_META}/placement/availability-zone": self.availability_zone,
-            f"{_META}/autoscaling/target-lifecycle-state": self.lifecycle,
-            "/latest/dynamic/instance-identity/document": json.dumps(document, indent=2),
+            INSTANCE_ID_PATH: self.instance_id,
+            INSTANCE_TYPE_PATH: self.instance_type,
+            REGION_PATH: self.region,
+            AVAILABILITY_ZONE_PATH: self.availability_zone,
+            LIFECYCLE_PATH: self.lifecycle,
+            IDENTITY_DOCUMENT_PATH: json.dumps(document, indent=2),
         }
         if path in fixed:
             return fixed[path]
-        if self.spot is not None and path == f"{_META}/spot/instance-action":
+        if self.spot is not None and path == SPOT_PATH:
             action, at = self.spot
             return json.dumps({"action": action, "time": _aws_time(at)})
-        if self.spot is not None and path == f"{_META}/spot/termination-time":
+        if self.spot is not None and path == SPOT_TERMINATION_TIME_PATH:
             return _aws_time(self.spot[1])
-        if self.rebalance is not None and path == f"{_META}/events/recommendations/rebalance":
+        if self.rebalance is not None and path == REBALANCE_PATH:
             return json.dumps({"noticeTime": _aws_time(self.rebalance)})
         return None
 
@@ -153,7 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
             fault = state.take_fault(path)
         if fault is not None:
             self._reply(fault, "")
-        elif path == "/latest/api/token":
+        elif path == TOKEN_PATH:
             self._token(method)
         elif method != "GET":
             self._reply(405, "")
@@ -178,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(403, "")
             return
         try:
-            ttl = int(self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", ""))
+            ttl = int(self.headers.get(TTL_HEADER, ""))
         except ValueError:
             ttl = 0
         if not 1 <= ttl <= MAX_TOKEN_TTL_S:
@@ -190,10 +204,10 @@ class _Handler(BaseHTTPRequestHandler):
             now = time.monotonic()
             state.tokens = {t: exp for t, exp in state.tokens.items() if exp > now}
             state.tokens[token] = now + ttl
-        self._reply(200, token, {"X-aws-ec2-metadata-token-ttl-seconds": str(ttl)})
+        self._reply(200, token, {TTL_HEADER: str(ttl)})
 
     def _token_valid(self) -> bool:
-        token = self.headers.get("X-aws-ec2-metadata-token")
+        token = self.headers.get(TOKEN_HEADER)
         state = self.server.state
         with state.lock:
             expiry = state.tokens.get(token or "")
@@ -382,12 +396,12 @@ class LocalImdsServer:
     @property
     def token_requests(self) -> int:
         """How many token PUTs were made."""
-        return self.request_count("/latest/api/token")
+        return self.request_count(TOKEN_PATH)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve a local IMDS until SIGINT or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m worker.imds_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fleetkit.sandbox.imds", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8111)
     parser.add_argument("--instance-id", default="i-0123456789abcdef0")
