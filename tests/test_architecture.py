@@ -9,6 +9,7 @@ to show they can fail.
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -209,15 +210,26 @@ def test_the_checks_catch_what_they_forbid(tmp_path: Path) -> None:
 
 
 def test_the_wheel_holds_fleetkit_and_nothing_else(tmp_path: Path) -> None:
+    # Built from a copy (links kept as links), so the build leaves nothing in the repository.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache"
+        ),
+    )
+    wheels = tmp_path / "wheels"
     subprocess.run(
         [
             sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-            "--quiet", "--wheel-dir", str(tmp_path), str(ROOT),
+            "--quiet", "--wheel-dir", str(wheels), str(source),
         ],
         check=True,
         capture_output=True,
     )  # fmt: skip
-    (wheel,) = tmp_path.glob("fleetkit-*.whl")
+    (wheel,) = wheels.glob("fleetkit-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {
         "fleetkit",
