@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["handback_reason", "should_hand_back"]
+__all__ = ["handback_reason"]
 
 
 def handback_reason(
@@ -36,29 +36,6 @@ def handback_reason(
     if window <= 0:
         return f"{expectation}, and {margin} has passed"
     return f"{expectation}, only {_seconds(window)} left before {margin}"
-
-
-def should_hand_back(
-    *,
-    now: float,
-    started_at: float,
-    deadline: float | None,
-    safety_margin_s: float,
-    mean_duration_s: float | None,
-    timeout_s: float | None,
-) -> bool:
-    """Whether a running job cannot finish before the deadline minus the margin."""
-    return (
-        handback_reason(
-            now=now,
-            started_at=started_at,
-            deadline=deadline,
-            safety_margin_s=safety_margin_s,
-            mean_duration_s=mean_duration_s,
-            timeout_s=timeout_s,
-        )
-        is not None
-    )
 
 
 def _seconds(value: float) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetkit.worker.handback import handback_reason, should_hand_back
+from fleetkit.worker.handback import handback_reason
 
 NOW = 1_000.0
 CASES = [
@@ -32,17 +32,15 @@ def test_should_hand_back(
     timeout: float | None,
     expected: bool,
 ) -> None:
-    assert (
-        should_hand_back(
-            now=NOW,
-            started_at=started,
-            deadline=deadline,
-            safety_margin_s=15,
-            mean_duration_s=mean,
-            timeout_s=timeout,
-        )
-        is expected
+    reason = handback_reason(
+        now=NOW,
+        started_at=started,
+        deadline=deadline,
+        safety_margin_s=15,
+        mean_duration_s=mean,
+        timeout_s=timeout,
     )
+    assert (reason is not None) is expected
 
 
 @pytest.mark.parametrize(
