@@ -25,9 +25,8 @@ from typing import Any
 
 import click
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 from redis import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -48,12 +47,13 @@ from fleetkit.core.cli import OneLineErrors, configure_logging, stderr
 from fleetkit.core.environment import REDIS_URL_VARIABLE, Environment, load_environment
 from fleetkit.core.errors import ConfigError, NotDeployed, UsageError
 from fleetkit.core.health_server import HealthServer
-from fleetkit.core.redis_io import redis_errors
+from fleetkit.core.redis_io import fail_fast_client, wait_for_redis
 from fleetkit.core.waiting import wait_until_reachable
 
 __all__ = ["main"]
 
-console = Console(highlight=False)
+# No markup: pool, queue and group names and AWS messages are printed as they are.
+console = Console(highlight=False, markup=False)
 log = logging.getLogger("autoscaler")
 
 
@@ -72,18 +72,20 @@ class _Edges:
     """The environment with its Redis and AWS clients, built once per command, each when first
     used (`status` reads the groups before it looks for Redis)."""
 
-    def __init__(self, env_ref: str) -> None:
+    def __init__(self, env_ref: str, *, service: bool = False) -> None:
+        """`service`: `run`, whose waiting lines go to its log rather than to stderr."""
         self.env: Environment = load_environment(env_ref)
-        self.clients = AwsClients.for_environment(self.env)
+        self.clients = AwsClients.for_environment(self.env, say=log.warning if service else None)
+
+    @cached_property
+    def redis_url(self) -> str:
+        return resolve_redis_url(self.env, self.clients)
 
     @cached_property
     def redis(self) -> Redis:
-        url = resolve_redis_url(self.env, self.clients)
         try:
             # Fail fast instead of hanging a tick: the daemon keeps capacity and tries next tick.
-            return Redis.from_url(
-                url, socket_timeout=3, socket_connect_timeout=3, retry=Retry(NoBackoff(), 1)
-            )
+            return fail_fast_client(self.redis_url, timeout_s=3, retries=1)
         except ValueError as exc:
             # The file's url is checked when it is read; the variable and the SSM value are not.
             # Not repeated: a URL may hold a password.
@@ -131,9 +133,13 @@ def run(
 ) -> None:
     """Tick every INTERVAL: read queues and groups, decide, apply."""
     configure_logging()
-    edges = _Edges(env_ref)
+    edges = _Edges(env_ref, service=True)
+    provider = edges.provider()
     if not once:
-        _wait_for_redis(edges.redis)
+        # The service's start: Redis and AWS must answer within `start_timeout_s()`, or it does
+        # not start (a wrong address ends in an error line, not in a daemon that never acts).
+        wait_for_redis(edges.redis, edges.redis_url, say=log.warning, console=stderr)
+        _wait_for_aws(provider)
     settings = edges.env.autoscaler
     interval_s = interval or settings.interval_s
     metrics = AutoscalerMetrics(interval_s)
@@ -142,7 +148,7 @@ def run(
         edges.env,
         connection=edges.redis,
         source=edges.source(),
-        provider=edges.provider(),
+        provider=provider,
         policy=QueueDrainPolicy(),
         lock=lock,
         metrics=metrics,
@@ -183,15 +189,15 @@ def run(
             server.stop()
 
 
-def _wait_for_redis(redis: Redis) -> None:
-    """The service's start: Redis must answer within `start_timeout_s()`, or it does not start
-    (a wrong address ends in an error line, not in a daemon that never leads)."""
-
-    def ping() -> None:
-        with redis_errors("cannot connect to Redis"):
-            redis.ping()
-
-    wait_until_reachable("Redis", ping, say=log.warning, console=stderr)
+def _wait_for_aws(provider: AsgCapacityProvider) -> None:
+    """Until Auto Scaling answers; at once when it refuses (no wait mends a missing permission)."""
+    wait_until_reachable(
+        "AWS",
+        provider.read,
+        say=log.warning,
+        console=stderr,
+        retryable=lambda exc: isinstance(exc.__cause__, BotoCoreError),
+    )
 
 
 def _parse_count(text: str) -> int:

@@ -263,8 +263,11 @@ class AwsClients:
         self.reachability = reachability or AwsReachability()
 
     @classmethod
-    def for_environment(cls, env: Environment) -> AwsClients:
-        return cls(env.region)
+    def for_environment(
+        cls, env: Environment, *, say: Callable[[str], None] | None = None
+    ) -> AwsClients:
+        """`say`: where a service's waiting lines go (its log); a command's go to stderr."""
+        return cls(env.region, reachability=AwsReachability(say=say))
 
     @property
     def session(self) -> boto3.Session:

@@ -1,4 +1,4 @@
-"""Environment files: one model of a deployment, composed of each part's settings
+"""Environment files: one model of a deployment, composed of one settings model per section
 (`fleetkit.core.settings`), read the same way by `infra`, the workers, the autoscaler, the
 bootstrap and the sandbox.
 

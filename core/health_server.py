@@ -81,7 +81,9 @@ class HealthServer:
                 # that fails leaves the response ours to send.
                 body: Iterable[bytes] = self._metrics(environ, start_response)
             except Exception as exc:
-                log.warning("metrics collection failed: %s", exc)
+                # DEBUG: the answer says why, and a scraper asks every few seconds while Redis
+                # is away (the outage itself is logged once, by whoever watches Redis).
+                log.debug("metrics collection failed: %s", exc)
                 failed = f"{_describe(exc)}\n"
                 return _send(start_response, "500 Internal Server Error", _TEXT, failed)
             return body
@@ -93,7 +95,7 @@ class HealthServer:
             body = json.dumps(digest)
             status = "200 OK" if digest.get("healthy") else "503 Service Unavailable"
         except Exception as exc:
-            log.warning("health provider failed: %s", exc)
+            log.debug("health provider failed: %s", exc)  # the answer says why
             body = json.dumps({"healthy": False, "reasons": [_describe(exc)]})
             status = "503 Service Unavailable"
         return _send(start_response, status, _JSON, body)

@@ -98,12 +98,19 @@ class Liveness:
         return bool(self._claim(keys=[self.keys.heartbeats], args=[worker, self.ttl_s]))
 
     def recover(
-        self, worker: str, *, reason: str, max_hard_kills: int, job_class: type[Job] = Job
+        self,
+        worker: str,
+        *,
+        reason: str,
+        max_hard_kills: int,
+        job_class: type[Job] = Job,
+        hard_kill: bool = True,
     ) -> Recovered | None:
         """Hand back the in-flight job of a worker known to be dead, then forget the worker.
 
         The records go only after the hand back, so a recoverer dying half-way leaves them for
-        the next one.
+        the next one. `hard_kill`: the death counts towards the job's limit (a worker that
+        stopped for a Redis outage does not).
         """
         raw = self.connection.hget(self.keys.inflight, worker)
         recovered = None
@@ -114,7 +121,7 @@ class Liveness:
                 job_id,
                 reason=reason,
                 only_from_worker=worker,
-                hard_kill=True,
+                hard_kill=hard_kill,
                 max_hard_kills=max_hard_kills,
                 job_class=job_class,
                 allow_queued=True,  # dequeued, not yet started when it died

@@ -89,10 +89,13 @@ def wait_until_reachable(
     console: Console | None = None,
     timeout_s: float | None = None,
     interval_s: float = 1.0,
+    retryable: Callable[[FleetkitError], bool] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """`attempt()` until it returns, retrying while it raises a FleetkitError.
+    """`attempt()` until it returns, retrying while it raises a FleetkitError that
+    `retryable` accepts (by default any: an error it refuses is raised at once, such as a
+    wrong password, which no wait mends).
 
     While it fails: one line through `say` ("waiting for <what>: <error>"), or a spinner on
     `console` when that is a terminal. After `timeout_s` (default `start_timeout_s()`) without
@@ -107,12 +110,16 @@ def wait_until_reachable(
             try:
                 result = attempt()
             except FleetkitError as exc:
+                if retryable is not None and not retryable(exc):
+                    raise
                 waited = clock() - began
                 if waited >= limit:
                     raise type(exc)(f"{exc} (gave up after {waited:.0f} s)") from exc
                 line = f"waiting for {what}: {exc}"
-                if spinner is not None:
-                    spinner.update(f"{line} ({waited:.0f} s of {limit:.0f})")
+                if spinner is not None and console is not None:
+                    # As text, not markup: a value in [brackets] is shown as it is.
+                    shown = f"{line} ({waited:.0f} s of {limit:.0f})"
+                    spinner.update(console.render_str(shown, markup=False))
                     if not waited_at_all:
                         spinner.start()
                 elif not waited_at_all:
@@ -126,3 +133,4 @@ def wait_until_reachable(
     finally:
         if spinner is not None and waited_at_all:
             spinner.stop()
+

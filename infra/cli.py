@@ -151,7 +151,8 @@ def deploy_command(env_ref: str, yes: bool) -> None:
             return False
 
     console.print(f"deploying [bold]{escape(env.stack)}[/] ({escape(env.name)}, {env.region})")
-    result = deploy(env, AwsClients.for_environment(env), confirm=confirm, on_event=_print_event)
+    clients = AwsClients.for_environment(env)
+    result = deploy(env, clients, confirm=confirm, on_event=_print_event)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if result.outcome is DeployOutcome.NO_CHANGES:
@@ -164,7 +165,7 @@ def deploy_command(env_ref: str, yes: bool) -> None:
         sys.exit(1)
     assert result.state is not None
     console.print(f"[green]{escape(env.stack)}: {escape(result.state.status)}[/]")
-    fleet = read_status(env, AwsClients.for_environment(env))
+    fleet = read_status(env, clients)
     if fleet is not None:
         status_tables(console, fleet)
 

@@ -36,7 +36,7 @@ class TemplateError(InfraError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__("; ".join(problems))
+        super().__init__("\n".join(problems))  # a line each
 
 
 class LintError(InfraError):
@@ -46,7 +46,7 @@ class LintError(InfraError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__("; ".join(problems))
+        super().__init__("\n".join(problems))  # a line each
 
 
 class StackError(InfraError, AwsError):

@@ -237,8 +237,17 @@ class CloudFormationStacks:
 
     def _from_templates(self, plan: ChangeSetPlan, body: str) -> list[Change]:
         """Each Modify the change set left without details, compared property by property
-        between the deployed template and the new one."""
-        deployed, new = self.template(plan.stack), _document(body)
+        between the deployed template and the new one.
+
+        Showing them is a courtesy: a deployed template that cannot be read (a role without
+        cloudformation:GetTemplate) is a warning on the plan, never a failed diff or deploy.
+        """
+        try:
+            deployed = self.template(plan.stack)
+        except StackError as exc:
+            plan.warnings.append(f"what each Modify changes is not shown: {exc}")
+            return plan.changes
+        new = _document(body)
         if deployed is None or new is None:
             return plan.changes
         return [

@@ -20,13 +20,23 @@ def free_port() -> int:
 class RedisServer:
     """`redis-server` with its own data directory; `restart()` keeps port and data."""
 
-    def __init__(self, data: Path, *, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        data: Path,
+        *,
+        appendonly: bool = False,
+        password: str | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        """`password`: `requirepass` (the URL carries it); `extra`: more server arguments."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run `make install`")
         self.data = data
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.command = [
             binary,
             "--port",
@@ -44,6 +54,8 @@ class RedisServer:
                 if appendonly
                 else ("--appendonly", "no")
             ),
+            *(("--requirepass", password) if password else ()),
+            *extra,
         ]
         self.process: subprocess.Popen[bytes] | None = None
 

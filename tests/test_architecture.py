@@ -44,42 +44,53 @@ class Import:
     maybe: bool = False  # `from a import b`: b may be a module (a.b) or a name in a
 
 
-def _module_name(root: Path, path: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
+@dataclass(frozen=True)
+class _Where:
+    module: str  # the module being read, dotted
+    package: str  # the package its relative imports start from
+
+
+def _where(root: Path, path: Path) -> _Where:
+    parts = ["fleetkit", *path.relative_to(root).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(["fleetkit", *parts])
+        return _Where(".".join(parts), ".".join(parts))
+    return _Where(".".join(parts), ".".join(parts[:-1]))
 
 
 def imports_of(root: Path) -> Iterator[Import]:
     """Every import in every module of the parts under `root`."""
     for part in PARTS:
         for path in sorted((root / part).rglob("*.py")):
-            module = _module_name(root, path)
             tree = ast.parse(path.read_text(), str(path))
-            yield from _walk(tree, module, runtime=True)
+            yield from _walk(tree, _where(root, path), runtime=True)
 
 
-def _walk(node: ast.AST, module: str, *, runtime: bool) -> Iterator[Import]:
+def _walk(node: ast.AST, where: _Where, *, runtime: bool) -> Iterator[Import]:
     for child in ast.iter_child_nodes(node):
         if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
             for inner in child.body:
-                yield from _walk_one(inner, module, runtime=False)
+                yield from _walk_one(inner, where, runtime=False)
             for inner in child.orelse:
-                yield from _walk_one(inner, module, runtime=runtime)
+                yield from _walk_one(inner, where, runtime=runtime)
             continue
-        yield from _walk_one(child, module, runtime=runtime)
+        yield from _walk_one(child, where, runtime=runtime)
 
 
-def _walk_one(node: ast.AST, module: str, *, runtime: bool) -> Iterator[Import]:
+def _walk_one(node: ast.AST, where: _Where, *, runtime: bool) -> Iterator[Import]:
+    module = where.module
     if isinstance(node, ast.Import):
         for alias in node.names:
             yield Import(module, alias.name, runtime)
-    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-        yield Import(module, node.module, runtime)
+    elif isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:  # `from ..core import errors`: resolved as Python would
+            package = where.package.split(".")[: len(where.package.split(".")) - node.level + 1]
+            base = ".".join(filter(None, [*package, base]))
+        yield Import(module, base, runtime)
         for alias in node.names:  # `from fleetkit.core import errors` imports a module too
-            yield Import(module, f"{node.module}.{alias.name}", runtime, maybe=True)
-    yield from _walk(node, module, runtime=runtime)
+            yield Import(module, f"{base}.{alias.name}", runtime, maybe=True)
+    yield from _walk(node, where, runtime=runtime)
 
 
 def _part(dotted: str) -> str | None:
@@ -91,7 +102,8 @@ def direction_violations(root: Path) -> list[str]:
     """Imports that break the one namespace or point anywhere but at the core."""
     found = []
     for imp in imports_of(root):
-        if imp.maybe:
+        # `from a.b import c`: c may be a name, so only `from fleetkit import <part>` counts.
+        if imp.maybe and imp.target.count(".") != 1:
             continue
         top = imp.target.split(".")[0]
         if top in PARTS:
@@ -192,6 +204,8 @@ def test_the_checks_catch_what_they_forbid(tmp_path: Path) -> None:
                 "    import fleetkit.worker.heavy\n"
             ),
             "worker/heavy.py": "import troposphere\n",
+            "worker/relative.py": "from ..infra import cli\n",
+            "infra/rooted.py": "from fleetkit import autoscaler\n",
             "autoscaler/cli.py": (
                 "from typing import TYPE_CHECKING\n"
                 "if TYPE_CHECKING:\n    import cfnlint\n"
@@ -202,7 +216,9 @@ def test_the_checks_catch_what_they_forbid(tmp_path: Path) -> None:
     assert direction_violations(root) == [
         "fleetkit.autoscaler.cli imports worker.checkpoint: only fleetkit.worker exists",
         "fleetkit.core.shared imports fleetkit.worker: core may not use worker",
+        "fleetkit.infra.rooted imports fleetkit.autoscaler: infra may not use autoscaler",
         "fleetkit.worker.cli imports fleetkit.autoscaler.cli: worker may not use autoscaler",
+        "fleetkit.worker.relative imports fleetkit.infra: worker may not use infra",
     ]
     loaded = loaded_by(root, "fleetkit.worker.cli")
     assert "troposphere" in loaded  # through a function's lazy import

@@ -5,6 +5,7 @@ Thin: parse the flags, compose the settings (`WorkerSettings.for_pool`), run the
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -16,6 +17,8 @@ from fleetkit.core.environment import REDIS_URL_VARIABLE, load_environment
 from fleetkit.worker.settings import DEFAULT_POOL, DRAIN_MARGIN_S, WorkerSettings
 
 __all__ = ["main"]
+
+log = logging.getLogger("fleetkit.worker")
 
 _DEFAULTS = WorkerSettings.model_fields
 
@@ -124,11 +127,13 @@ def run(
         flags["queues"] = tuple(q.strip() for q in queues.split(",") if q.strip())
     if simple:
         flags["forking"] = False
+    # Before anything can wait (the SSM read, Redis): a service's lines go to its log.
+    configure_logging(flags.get("log_level") or _default("log_level"))
     env = load_environment(env_ref) if env_ref else None
     if not redis_url and env is not None:
-        redis_url = resolve_redis_url(env, AwsClients.for_environment(env))
+        clients = AwsClients.for_environment(env, say=log.warning)
+        redis_url = resolve_redis_url(env, clients)
     settings = WorkerSettings.for_pool(
         env, pool, redis_url=redis_url or os.environ.get(REDIS_URL_VARIABLE), **flags
     )
-    configure_logging(settings.log_level)
     raise SystemExit(run_supervisor(settings))

@@ -4,7 +4,7 @@ Both variants share one mixin that overrides rq's own hooks; rq's job loop is no
 variants live beside this module: `worker.forking.FleetWorker` (a horse per job) and
 `worker.simple.FleetSimpleWorker` (jobs in the worker process). The mixin's parts, each in a
 module of its own: the drain (`worker.drain`: signals, decisions, the deadline), the per-job
-records (`worker.bookkeeping`) and the heartbeat (`worker.liveness.Beacon`).
+records (`worker.bookkeeping`) and the heartbeat (`worker.beacon.Beacon`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from rq.worker import WorkerStatus
 
 from fleetkit.core.handback import Outcome, hand_back
 from fleetkit.core.liveness import Liveness, Recovered
+from fleetkit.core.redis_io import fail_fast_client
+from fleetkit.worker.beacon import Beacon
 from fleetkit.worker.bookkeeping import JobBookkeeping
 from fleetkit.worker.drain import DrainMixin
 from fleetkit.worker.job import FleetJob
-from fleetkit.worker.liveness import Beacon
 from fleetkit.worker.options import FleetOptions
-from fleetkit.worker.outage import RQ_LOGGER, RedisOutage, probe_client
+from fleetkit.worker.outage import RQ_LOGGER, RedisOutage
 
 __all__ = ["FleetWorkerMixin"]
 
@@ -244,7 +245,7 @@ class FleetWorkerMixin(DrainMixin):
         super().handle_exception(job, *exc_info)  # type: ignore[misc]
 
     def _fleet_redis_answers(self) -> bool:
-        probe = probe_client(self.options.redis_url)
+        probe = fail_fast_client(self.options.redis_url)
         try:
             return bool(probe.ping())
         except RedisError:

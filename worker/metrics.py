@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -34,7 +34,6 @@ __all__ = [
     "PICKUP_BUCKETS",
     "WorkerMetrics",
     "WorkerMetricsCollector",
-    "render_prometheus",
 ]
 
 INF = math.inf
@@ -218,16 +217,3 @@ def _families(
         gauge = GaugeMetricFamily(f"{p}_{gauge_name}", f"{gauge_name} (instance-wide).")
         gauge.add_metric([], float(level))
         yield gauge
-
-
-def render_prometheus(
-    redis: Redis,
-    workers: list[str],
-    keys: RedisSchema = KEYS,
-    extra_gauges: dict[str, float] | None = None,
-) -> bytes:
-    """Every listed worker's counters and histograms, plus instance gauges, as Prometheus text."""
-    collector = WorkerMetricsCollector(
-        redis, lambda: workers, lambda: extra_gauges or {}, keys=keys
-    )
-    return generate_latest(collector.registry())

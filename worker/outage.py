@@ -1,29 +1,29 @@
 """Redis outages, as a worker process and its supervisor see them: said once, not per retry.
 
-A worker process keeps retrying through an outage (its beacon beats again, rq's dequeue loop
-reconnects) and says so in two lines at INFO, `RedisOutage`: one when it begins, one when it
-ends. rq logs every failed reconnect, and the traceback of the Redis error that stopped its loop:
-`RedisOutage` is also a filter on rq's logger that drops those records, the first one beginning
-the outage. A process that stops on a Redis error exits with `REDIS_UNREACHABLE_EXIT`; its
-supervisor, which says the outage once for the instance (at WARNING), starts it again when Redis
-answers instead of respawning it into the same error.
+The supervisor says an outage once for the instance, at WARNING: one line when it begins, one
+when it ends. A worker process keeps retrying through it (its beacon beats again, rq's dequeue
+loop reconnects) and records it in `RedisOutage` at DEBUG only. rq logs every failed reconnect,
+and the traceback of the Redis error that stopped its loop: `RedisOutage` is also a filter on
+rq's logger that drops those records, the first one beginning the outage. Only a Redis that
+cannot be reached is an outage (`core.redis_io.unreachable`): a refusal (read-only replica, out
+of memory, a missing permission) is logged as the error it is.
+
+A process that stops because Redis cannot be reached exits with `REDIS_UNREACHABLE_EXIT`; the
+supervisor starts it again when Redis answers instead of respawning it into the same error.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from urllib.parse import urlsplit
 
-from redis import Redis, exceptions
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
-from fleetkit.core.redis_io import describe
+from fleetkit.core.redis_io import describe, unreachable
 from fleetkit.core.waiting import Outage
 
-__all__ = ["REDIS_UNREACHABLE_EXIT", "RQ_LOGGER", "RedisOutage", "probe_client", "where"]
+__all__ = ["REDIS_UNREACHABLE_EXIT", "RQ_LOGGER", "RedisOutage"]
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +32,6 @@ REDIS_UNREACHABLE_EXIT = 75
 RQ_LOGGER = "rq.worker"
 # rq's only Redis complaint that carries no exception ("Redis connection timeout, quitting").
 _RQ_TIMEOUT = "Redis connection timeout"
-_UNREACHABLE = (exceptions.ConnectionError, exceptions.TimeoutError)  # and their subclasses
-
-
-def where(redis_url: str) -> str:
-    """Where a Redis URL points, without its credentials: `10.0.0.5:6379/0`."""
-    parts = urlsplit(redis_url)
-    if parts.scheme == "unix":
-        return parts.path
-    host = parts.hostname or "localhost"
-    port = parts.port or 6379
-    database = parts.path.strip("/") or "0"
-    return f"{host}:{port}/{database}"
-
-
-def probe_client(redis_url: str) -> Redis:
-    """A client that answers fast when Redis is away (1 s timeouts, no retries): for PINGs."""
-    return Redis.from_url(
-        redis_url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-    )
 
 
 class RedisOutage(logging.Filter):
@@ -59,7 +40,15 @@ class RedisOutage(logging.Filter):
 
     def __init__(self, worker: str) -> None:
         super().__init__()
-        self._outage = Outage(f"worker {worker}: Redis", log, level=logging.INFO)
+        # DEBUG: the supervisor says the instance's outage once; one line per process is noise.
+        self._outage = Outage(f"worker {worker}: Redis", log, level=logging.DEBUG)
+        self._lock = threading.Lock()
+        # A horse forked while the beacon held the lock would find it held forever.
+        os.register_at_fork(after_in_child=self._new_lock)
+
+        self._refusal: str | None = None  # the refusal last said, until a call succeeds
+
+    def _new_lock(self) -> None:
         self._lock = threading.Lock()
 
     @property
@@ -68,13 +57,20 @@ class RedisOutage(logging.Filter):
         return self._outage.down
 
     def failed(self, error: RedisError | str) -> None:
-        """A Redis call failed: the outage begins (one line), or goes on (none)."""
+        """A Redis call failed: the outage begins (one line), or goes on (none). A Redis that
+        answered and refused is no outage: a WARNING, once until a call succeeds again."""
         detail = describe(error) if isinstance(error, RedisError) else error
         with self._lock:
+            if isinstance(error, RedisError) and not unreachable(error):
+                if detail != self._refusal:
+                    self._refusal = detail
+                    log.warning("Redis refused a call: %s", detail)
+                return
             self._outage.failed(detail)
 
     def recovered(self) -> None:
         """A Redis call succeeded: the outage, if any, ends (one line)."""
+        self._refusal = None
         if self._outage.down:
             with self._lock:
                 self._outage.recovered()
@@ -93,7 +89,8 @@ class RedisOutage(logging.Filter):
 
 def _redis_error_in(record: logging.LogRecord) -> RedisError | None:
     """The connection failure a record reports, if any (a refused command is no outage)."""
-    if record.exc_info and isinstance(record.exc_info[1], _UNREACHABLE):
-        return record.exc_info[1]
+    if record.exc_info and unreachable(record.exc_info[1]):
+        error = record.exc_info[1]
+        return error if isinstance(error, RedisError) else None
     arguments = record.args if isinstance(record.args, tuple) else ()
-    return next((a for a in arguments if isinstance(a, _UNREACHABLE)), None)
+    return next((a for a in arguments if isinstance(a, RedisError) and unreachable(a)), None)

@@ -14,6 +14,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.queue import Queue
 
+from fleetkit.core.redis_io import describe, unreachable
 from fleetkit.worker.forking import FleetWorker
 from fleetkit.worker.job import FleetJob
 from fleetkit.worker.options import FleetOptions
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from fleetkit.worker.settings import WorkerSettings
 
 __all__ = ["build_worker", "main"]
+
+log = logging.getLogger(__name__)
 
 
 def build_worker(
@@ -77,11 +80,16 @@ def main(argv: list[str] | None = None) -> None:
         worker = build_worker(settings, args[1], outage=outage)
         worker.work(burst=settings.burst, logging_level=settings.log_level)
     except RedisError as exc:
+        if not unreachable(exc):
+            # Redis answered and refused (read-only replica, out of memory, a permission): no
+            # wait mends that, so it is a crash, restarted with backoff.
+            log.error("worker %s: stopped: Redis %s", args[1], describe(exc))
+            raise SystemExit(1) from None
         # Redis went away where rq does not retry (connecting, a job's end, the teardown):
-        # said once, and the supervisor starts this worker again when Redis answers.
+        # the supervisor starts this worker again when Redis answers.
         outage.failed(exc)
         raise SystemExit(REDIS_UNREACHABLE_EXIT) from None
-    if outage.down:  # rq's loop stopped on a Redis error
+    if outage.down:  # rq's loop stopped on a Redis that could not be reached
         raise SystemExit(REDIS_UNREACHABLE_EXIT)
 
 

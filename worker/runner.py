@@ -15,7 +15,6 @@ from fleetkit.worker.imds import ImdsTerminationNoticeSource
 from fleetkit.worker.lifecycle import complete_termination
 from fleetkit.worker.metrics import WorkerMetrics, WorkerMetricsCollector
 from fleetkit.worker.notices import TerminationNotice
-from fleetkit.worker.outage import probe_client
 from fleetkit.worker.settings import WorkerSettings
 from fleetkit.worker.supervisor import Supervisor
 
@@ -43,8 +42,7 @@ def run_supervisor(settings: WorkerSettings) -> int:
         host=instance_id,
         console=stderr,
     )
-    # Health answers fast when Redis is down instead of retrying for seconds.
-    probe = probe_client(settings.redis_url)
+    probe = supervisor.probe  # answers fast when Redis is down instead of retrying for seconds
 
     def names() -> list[str]:
         return sorted(w.name for w in supervisor.workers.values())

@@ -109,9 +109,14 @@ class WorkerSettings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in first["loc"])
-            flag = _FLAGS.get(field, f"--{field.replace('_', '-')}")
-            message = str(first["msg"]).removeprefix("Value error, ")
-            got = "" if first["type"] == "value_error" else f" (got {first.get('input')!r})"
-            raise UsageError(f"{flag}: {message}{got}") from None
+            lines = [_flag_line(error) for error in exc.errors(include_url=False)]
+            raise UsageError("\n".join(lines)) from None
+
+
+def _flag_line(error: Any) -> str:
+    """One problem as `--flag: what is wrong (got value)`."""
+    field = ".".join(str(p) for p in error["loc"])
+    flag = _FLAGS.get(field, f"--{field.replace('_', '-')}")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    got = "" if error["type"] == "value_error" else f" (got {error.get('input')!r})"
+    return f"{flag}: {message}{got}"

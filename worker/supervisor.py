@@ -31,12 +31,12 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from fleetkit.core.liveness import Liveness
-from fleetkit.core.redis_io import describe, redis_errors
-from fleetkit.core.waiting import Outage, wait_until_reachable
+from fleetkit.core.redis_io import describe, fail_fast_client, wait_for_redis, where
+from fleetkit.core.waiting import Outage
 from fleetkit.worker.drain import NOTICE_FILE
 from fleetkit.worker.job import FleetJob
 from fleetkit.worker.notices import TerminationNotice, TerminationNoticeSource
-from fleetkit.worker.outage import REDIS_UNREACHABLE_EXIT, probe_client, where
+from fleetkit.worker.outage import REDIS_UNREACHABLE_EXIT
 from fleetkit.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ __all__ = ["Supervisor", "WorkerProcess"]
 log = logging.getLogger(__name__)
 _RESTART_BACKOFF_MAX_S = 30.0
 _REDIS_CHECK_S = 1.0  # how often the supervisor PINGs Redis
+# A worker that stops for Redis again this soon after its start is restarted with backoff:
+# Redis that answers a PING and drops the next connection must not make it spin.
+_FLAPPING_S = 10.0
 
 
 @dataclass
@@ -82,7 +85,8 @@ class Supervisor:
         self.connection = Redis.from_url(settings.redis_url)
         self.console = console
         self.redis_at = where(settings.redis_url)
-        self._probe = probe_client(settings.redis_url)
+        # Also the health endpoint's client (`probe`): fast answers while Redis is away.
+        self.probe = fail_fast_client(settings.redis_url)
         self._outage = Outage(f"Redis at {self.redis_at}", log)
         self._redis_checked = float("-inf")  # time.monotonic() of the last PING
         # Workers that stopped during an outage: recovered and started again when Redis answers.
@@ -113,14 +117,19 @@ class Supervisor:
         log.info("started worker %s (pid %d)", name, process.pid)
         return WorkerProcess(index, name, process)
 
-    def _recover(self, worker: WorkerProcess) -> None:
-        """A worker died under us: hand its job back now instead of waiting for its TTL."""
+    def _recover(self, worker: WorkerProcess, *, hard_kill: bool = True) -> None:
+        """A worker died under us: hand its job back now instead of waiting for its TTL.
+
+        `hard_kill=False` for a worker that stopped because Redis was away: an outage is not
+        the job's doing, so it does not count towards the job's limit of hard kills.
+        """
         try:
             self.liveness.recover(
                 worker.name,
                 reason=f"worker {worker.name} exited with {worker.process.returncode}",
                 max_hard_kills=self.settings.max_hard_kills,
                 job_class=FleetJob,
+                hard_kill=hard_kill,
             )
         except RedisError as exc:
             log.warning("could not recover %s now (the sweep will): %s", worker.name, exc)
@@ -182,33 +191,29 @@ class Supervisor:
 
     def wait_for_redis(self) -> None:
         """Until Redis answers a PING; RedisUnavailable after the start timeout without one."""
-
-        def ping() -> None:
-            with redis_errors(f"cannot reach Redis at {self.redis_at}"):
-                self._probe.ping()
-
-        wait_until_reachable("Redis", ping, say=log.warning, console=self.console)
+        wait_for_redis(self.probe, self.settings.redis_url, say=log.warning, console=self.console)
 
     def _redis_answers(self) -> bool:
         """PING Redis now; an outage begins or ends with one line."""
         self._redis_checked = time.monotonic()
         try:
-            self._probe.ping()
+            self.probe.ping()
         except RedisError as exc:
             self._outage.failed(describe(exc))
             return False
         self._outage.recovered()
         return True
 
-    def _check_redis(self) -> None:
-        """Every `_REDIS_CHECK_S`: restart the workers that wait for Redis once it answers."""
-        if time.monotonic() - self._redis_checked < _REDIS_CHECK_S:
+    def _check_redis(self, *, now: bool = False) -> None:
+        """Every `_REDIS_CHECK_S` (or `now`): once Redis answers, the jobs of the workers that
+        stopped for it go back, and the workers start again (unless draining)."""
+        if not now and time.monotonic() - self._redis_checked < _REDIS_CHECK_S:
             return
         if not self._redis_answers() or not self._waiting:
             return
         waiting, self._waiting = self._waiting, {}
         for index, worker in sorted(waiting.items()):
-            self._recover(worker)
+            self._recover(worker, hard_kill=False)
             if not self.draining:
                 self.workers[index] = self._spawn(index)
 
@@ -228,6 +233,9 @@ class Supervisor:
             self.workers[index] = self._spawn(index)
         try:
             self._loop()
+            # Drained while workers waited for Redis: their jobs go back if Redis answers by now
+            # (else the sweep of another instance takes them after a heartbeat TTL).
+            self._check_redis(now=True)
         finally:
             stop.set()
         if self.notice is not None and self.on_terminated is not None:
@@ -248,20 +256,21 @@ class Supervisor:
         asked = self.draining or (self.settings.burst and code == 0)
         if (code != 0 or not asked) and not self._redis_answers():
             # Redis is away: its job is recovered, and it is started again, when Redis answers.
-            log.info("worker %s stopped (exit %s) while Redis is unreachable", worker.name, code)
+            log.debug("worker %s stopped (exit %s) while Redis is unreachable", worker.name, code)
             self._waiting[index] = worker
             return
         if code == REDIS_UNREACHABLE_EXIT:
-            log.info("worker %s stopped on a Redis error; Redis answers again", worker.name)
+            log.debug("worker %s stopped on a Redis outage; Redis answers again", worker.name)
         elif code != 0:
             log.error("worker %s exited with %s", worker.name, code)
         if code != 0 or not asked:
             # Not asked to stop, yet it stopped (rq quits with 0 when Redis drops):
             # whatever it was running goes back now. A no-op when nothing is left.
-            self._recover(worker)
+            self._recover(worker, hard_kill=code != REDIS_UNREACHABLE_EXIT)
         if asked:
             return
-        crashed = code not in (0, REDIS_UNREACHABLE_EXIT)
+        lived = time.monotonic() - worker.started_at
+        crashed = code != 0 and (code != REDIS_UNREACHABLE_EXIT or lived < _FLAPPING_S)
         restarts = self._restarts.get(index, 0)
         backoff = min(2.0**restarts, _RESTART_BACKOFF_MAX_S) if crashed else 0.0
         self._restarts[index] = restarts + 1 if crashed else 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetkit.core.redis_io import where
 from tests.redis_server import RedisServer, free_port
 from tests.worker.procs import wait_for
 
@@ -45,11 +46,10 @@ def test_redis_never_reached_gives_up_with_one_error_line() -> None:
     assert len(lines) <= 40, ran.stderr
     waiting = [line for line in lines if "waiting for Redis" in line]
     assert len(waiting) == 1, ran.stderr
-    assert "cannot connect to Redis: cannot be reached (ConnectionError: " in waiting[0]
+    refused = f"cannot reach Redis at {where(url)}: cannot be reached (ConnectionError: "
+    assert refused in waiting[0]
     assert "(retrying for up to 2 s)" in waiting[0]
-    assert lines[-1].startswith(
-        "autoscaler: error: cannot connect to Redis: cannot be reached (ConnectionError: "
-    )
+    assert lines[-1].startswith(f"autoscaler: error: {refused}")
     assert lines[-1].endswith("(gave up after 2 s)")
     assert [line for line in lines if "autoscaler: error:" in line] == [lines[-1]]
     assert "Traceback" not in ran.stderr

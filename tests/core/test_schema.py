@@ -97,7 +97,11 @@ def test_the_documented_table_is_the_declared_one() -> None:
 
 class KeyRecorder:
     """Every key any client touches, from MONITOR (Lua's own calls included), resolved with
-    Redis's own COMMAND GETKEYS."""
+    Redis's own COMMAND GETKEYS.
+
+    MONITOR's lines are parsed here rather than by redis-py's `Redis.monitor()`, which joins a
+    command's arguments with spaces: GETKEYS needs each argument as it was sent.
+    """
 
     def __init__(self, url: str) -> None:
         self.client = Redis.from_url(url)

@@ -182,3 +182,16 @@ def test_failed_events_table_is_literal(reason: str, monkeypatch: pytest.MonkeyP
 
     text = console.export_text()
     assert reason in text and "[lid]" in text
+
+
+def test_render_format_has_help() -> None:
+    shown = " ".join(CliRunner().invoke(main, ["render", "--help"]).output.split())
+    assert "--format [json|yaml] Template format: JSON (what `deploy` sends) or YAML" in shown
+    assert "[default: json]" in shown
+
+
+def test_each_template_rule_broken_is_a_line_of_its_own(tmp_path: Path) -> None:
+    from fleetkit.infra.errors import LintError, TemplateError
+
+    for error in (TemplateError(["a: one", "b: two"]), LintError(["E1 x: one", "W2 y: two"])):
+        assert str(error).splitlines() == error.problems

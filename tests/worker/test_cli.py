@@ -49,3 +49,38 @@ def test_bad_input_is_one_line_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert expected in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_every_bad_flag_is_a_line_of_its_own(redis_url: str) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--redis-url",
+            redis_url,
+            "--queues",
+            "q",
+            "--processes",
+            "0",
+            "--poll-interval",
+            "0",
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "fleet-worker: error: --processes: Input should be greater than or equal to 1 (got 0)",
+        "fleet-worker: error: --poll-interval: Input should be greater than 0 (got 0.0)",
+    ]
+
+
+def test_run_help_shows_every_default() -> None:
+    shown = " ".join(CliRunner().invoke(main, ["run", "--help"]).output.split())
+    for default in (
+        "[default: (workers)]",  # --pool
+        "[default: (the pool's processes_per_instance, else 1)]",
+        "[default: (the pool's drain_timeout_s - 30, else 600.0)]",
+        "[default: (2.0)]",  # --poll-interval
+        "[default: (INFO)]",  # --log-level
+        "[default: (on)]",  # --prefork
+    ):
+        assert default in shown, default

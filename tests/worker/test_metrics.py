@@ -5,19 +5,31 @@ from __future__ import annotations
 import math
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from redis import Redis
 
-from fleetkit.core.schema import RedisSchema
+from fleetkit.core.schema import KEYS, RedisSchema
 from fleetkit.worker.metrics import (
     DURATION_BUCKETS,
     PICKUP_BUCKETS,
     WorkerMetrics,
-    render_prometheus,
+    WorkerMetricsCollector,
 )
 
 A, B = "i-0abc.1", "i-0abc.2"
+
+
+def render_prometheus(
+    redis: Redis,
+    workers: list[str],
+    keys: RedisSchema = KEYS,
+    extra_gauges: dict[str, float] | None = None,
+) -> bytes:
+    """What `/metrics` answers for these workers: the collector, rendered as Prometheus text."""
+    collector = WorkerMetricsCollector(redis, lambda: workers, lambda: extra_gauges or {}, keys)
+    return generate_latest(collector.registry())
 
 
 def samples(text: bytes) -> list[Sample]:

@@ -7,7 +7,8 @@ import logging
 import pytest
 from redis import exceptions
 
-from fleetkit.worker.outage import RQ_LOGGER, RedisOutage, where
+from fleetkit.core.redis_io import where
+from fleetkit.worker.outage import RQ_LOGGER, RedisOutage
 
 
 @pytest.mark.parametrize(
@@ -29,7 +30,7 @@ def test_rq_redis_complaints_become_one_outage(caplog: pytest.LogCaptureFixture)
     rq_log.addFilter(outage)
     refused = exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
     try:
-        with caplog.at_level(logging.INFO):
+        with caplog.at_level(logging.DEBUG):
             for seconds in (1, 2, 4):
                 rq_log.error(
                     "Worker %s: could not connect to Redis instance: %s retrying in %d seconds...",
@@ -56,11 +57,11 @@ def test_rq_redis_complaints_become_one_outage(caplog: pytest.LogCaptureFixture)
     assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
         (
             "fleetkit.worker.outage",
-            logging.INFO,
+            logging.DEBUG,
             "worker w1: Redis unreachable, retrying until it answers: cannot be reached "
             "(ConnectionError: Error 111 connecting to 127.0.0.1:1. Connection refused.)",
         ),
         ("rq.worker", logging.WARNING, "Worker w1: pubsub thread exiting on NOPERM"),
         ("rq.worker", logging.INFO, "Worker w1: default: Job OK (j2)"),
-        ("fleetkit.worker.outage", logging.INFO, "worker w1: Redis reachable again after 0 s"),
+        ("fleetkit.worker.outage", logging.DEBUG, "worker w1: Redis reachable again after 0 s"),
     ]

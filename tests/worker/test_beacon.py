@@ -5,7 +5,7 @@ from __future__ import annotations
 from redis import Redis
 
 from fleetkit.core.schema import KEYS
-from fleetkit.worker.liveness import Beacon
+from fleetkit.worker.beacon import Beacon
 
 TTL = 1.0
 

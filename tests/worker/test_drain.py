@@ -1,10 +1,10 @@
-"""Whether a running job can finish before its instance goes away (pure)."""
+"""The drain's decision: whether a running job can finish before its instance goes away (pure)."""
 
 from __future__ import annotations
 
 import pytest
 
-from fleetkit.worker.handback import handback_reason
+from fleetkit.worker.drain import handback_reason
 
 NOW = 1_000.0
 CASES = [
