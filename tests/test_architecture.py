@@ -161,28 +161,20 @@ def test_the_forking_worker_loads_no_terminal_ui() -> None:
     assert "rich" not in loaded_by(ROOT, "fleetkit.worker.process")
 
 
+def really_loaded(*modules: str) -> set[str]:
+    """The top-level packages a real interpreter has loaded after importing `modules`."""
+    probe = (
+        f"import sys, {', '.join(modules)}; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(ran.stdout.split())
+
+
 def test_the_instance_programs_really_load_nothing_of_the_deploy_side() -> None:
     """The same, in a real interpreter: what `import` actually loaded."""
-    probe = (
-        "import sys, fleetkit.worker.cli, fleetkit.autoscaler.cli; "
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
-    )
-    loaded = set(
-        subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-        ).stdout.split()
-    )
-    assert loaded & DEPLOY_ONLY == set()
-    process = (
-        "import sys, fleetkit.worker.process; "
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
-    )
-    loaded = set(
-        subprocess.run(
-            [sys.executable, "-c", process], capture_output=True, text=True, check=True
-        ).stdout.split()
-    )
-    assert "pydantic" not in loaded
+    assert really_loaded("fleetkit.worker.cli", "fleetkit.autoscaler.cli") & DEPLOY_ONLY == set()
+    assert really_loaded("fleetkit.worker.process") & {"pydantic", "rich"} == set()
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
