@@ -133,4 +133,3 @@ def wait_until_reachable(
     finally:
         if spinner is not None and waited_at_all:
             spinner.stop()
-
