@@ -53,7 +53,7 @@ from fleetkit.core.waiting import wait_until_reachable
 __all__ = ["main"]
 
 # No markup: pool, queue and group names and AWS messages are printed as they are.
-console = Console(highlight=False, markup=False)
+console = Console(highlight=False, markup=False, soft_wrap=True)  # a line stays one line
 log = logging.getLogger("autoscaler")
 
 
