@@ -20,6 +20,20 @@ CASES = [
 ]
 
 
+def reason_at_now(
+    started: float, deadline: float | None, mean: float | None, timeout: float | None
+) -> str | None:
+    """The drain's reason at NOW with a 15 s safety margin."""
+    return handback_reason(
+        now=NOW,
+        started_at=started,
+        deadline=deadline,
+        safety_margin_s=15,
+        mean_duration_s=mean,
+        timeout_s=timeout,
+    )
+
+
 @pytest.mark.parametrize(
     ("started", "deadline", "mean", "timeout", "expected"),
     [c[1:] for c in CASES],
@@ -32,15 +46,7 @@ def test_should_hand_back(
     timeout: float | None,
     expected: bool,
 ) -> None:
-    reason = handback_reason(
-        now=NOW,
-        started_at=started,
-        deadline=deadline,
-        safety_margin_s=15,
-        mean_duration_s=mean,
-        timeout_s=timeout,
-    )
-    assert (reason is not None) is expected
+    assert (reason_at_now(started, deadline, mean, timeout) is not None) is expected
 
 
 @pytest.mark.parametrize(
@@ -81,12 +87,4 @@ def test_the_reason_says_what_does_not_fit(
     timeout: float | None,
     reason: str | None,
 ) -> None:
-    found = handback_reason(
-        now=NOW,
-        started_at=started,
-        deadline=deadline,
-        safety_margin_s=15,
-        mean_duration_s=mean,
-        timeout_s=timeout,
-    )
-    assert found == reason
+    assert reason_at_now(started, deadline, mean, timeout) == reason
